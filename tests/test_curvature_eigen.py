@@ -1,0 +1,123 @@
+"""Top-k eigenpairs against torch.linalg.eigh of exact Hessians and of explicit matrices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from workbench.curvature import DenseOperator, HessianOperator, power_iterate, top_eigenpairs
+
+
+def _exact_top(hessian: torch.Tensor, k: int, *, by_magnitude: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    values, vectors = torch.linalg.eigh(hessian)
+    order = torch.argsort(values.abs() if by_magnitude else values, descending=True)[:k]
+    return values[order], vectors[:, order].T
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_lanczos_matches_exact_eigenpairs(problem, k):
+    op = HessianOperator(problem.model, problem.loss_fn, (problem.inputs, problem.targets))
+    result = top_eigenpairs(op, k=k)
+    values, vectors = _exact_top(problem.hessian, k)
+    assert result.converged
+    torch.testing.assert_close(result.eigenvalues, values, rtol=1e-4, atol=0)
+    cosines = (result.eigenvectors * vectors).sum(dim=1).abs()
+    assert bool((cosines > 0.999).all()), cosines
+    torch.testing.assert_close(result.eigenvectors.norm(dim=1), torch.ones(k, dtype=torch.float64))
+    explicit = (problem.hessian @ result.eigenvectors.T).T - result.eigenvalues[:, None] * result.eigenvectors
+    torch.testing.assert_close(result.residuals, explicit.norm(dim=1), rtol=1e-3, atol=1e-9)
+    assert result.num_hvps == op.num_hvps
+
+
+def test_power_iteration_finds_the_largest_magnitude_eigenvalues(mlp_problem):
+    op = HessianOperator(mlp_problem.model, F.cross_entropy, (mlp_problem.inputs, mlp_problem.targets))
+    result = top_eigenpairs(op, k=3, method="power", tol=1e-6, max_iter=5000)
+    values, vectors = _exact_top(mlp_problem.hessian, 3, by_magnitude=True)
+    assert result.converged and result.method == "power"
+    torch.testing.assert_close(result.eigenvalues, values, rtol=1e-6, atol=0)
+    assert bool(((result.eigenvectors * vectors).sum(dim=1).abs() > 0.999).all())
+
+
+def test_lanczos_uses_far_fewer_products_than_power_iteration(mlp_problem):
+    op = HessianOperator(mlp_problem.model, F.cross_entropy, (mlp_problem.inputs, mlp_problem.targets))
+    lanczos = top_eigenpairs(op, k=3, tol=1e-6)
+    power = top_eigenpairs(op, k=3, method="power", tol=1e-6, max_iter=5000)
+    assert lanczos.num_hvps * 3 < power.num_hvps
+
+
+def test_warm_start_from_the_eigenvector_converges_at_once(cnn_problem):
+    op = HessianOperator(cnn_problem.model, F.cross_entropy, (cnn_problem.inputs, cnn_problem.targets))
+    cold = top_eigenpairs(op, k=1)
+    warm = top_eigenpairs(op, k=1, init=cold.eigenvectors[0])
+    assert warm.num_hvps <= 3 < cold.num_hvps
+    torch.testing.assert_close(warm.eigenvalues, cold.eigenvalues, rtol=1e-6, atol=0)
+    perturbed = cold.eigenvectors[0] + 0.05 * torch.randn(op.num_params, dtype=torch.float64)
+    assert top_eigenpairs(op, k=1, init=perturbed).num_hvps < cold.num_hvps
+
+
+def test_thick_restart_on_a_clustered_spectrum():
+    """n = 300 with a slowly decaying top: Lanczos must restart its 20-vector basis many times."""
+    generator = torch.Generator().manual_seed(3)
+    rotation = torch.linalg.qr(torch.randn(300, 300, generator=generator, dtype=torch.float64)).Q
+    spectrum = torch.cat([torch.tensor([10.0, 9.9, 9.8, 9.75, 9.7]), torch.linspace(9.5, -3.0, 295)]).double()
+    op = DenseOperator(rotation @ torch.diag(spectrum) @ rotation.T)
+    result = top_eigenpairs(op, k=5, tol=1e-8, max_iter=5000)
+    assert result.converged and result.num_hvps > 20
+    torch.testing.assert_close(result.eigenvalues, spectrum[:5], rtol=1e-10, atol=0)
+    cosines = (result.eigenvectors @ rotation[:, :5]).diagonal().abs()
+    assert bool((cosines > 0.9999).all())
+
+
+def test_start_vector_inside_an_invariant_subspace():
+    """Starting at e₁ of a diagonal matrix breaks Lanczos down at once; it must carry on and find the top 3."""
+    op = DenseOperator(torch.diag(torch.tensor([1.0, 5.0, 3.0, 4.0, 2.0], dtype=torch.float64)))
+    result = top_eigenpairs(op, k=3, init=torch.tensor([1.0, 0, 0, 0, 0], dtype=torch.float64))
+    torch.testing.assert_close(result.eigenvalues, torch.tensor([5.0, 4.0, 3.0], dtype=torch.float64))
+
+
+def test_k_equal_to_n_returns_the_whole_spectrum():
+    matrix = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    result = top_eigenpairs(DenseOperator(matrix), k=2)
+    torch.testing.assert_close(result.eigenvalues, torch.linalg.eigvalsh(matrix).flip(0))
+
+
+def test_power_iterate_takes_exactly_the_given_steps(mlp_problem):
+    op = HessianOperator(mlp_problem.model, F.cross_entropy, (mlp_problem.inputs, mlp_problem.targets))
+    start = torch.randn(op.num_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    result = power_iterate(op, start, steps=5)
+    expected = start / start.norm()
+    for _ in range(5):
+        expected = mlp_problem.hessian @ expected
+        expected = expected / expected.norm()
+    assert result.num_hvps == 5 == op.num_hvps
+    torch.testing.assert_close(result.eigenvectors[0], expected)
+
+
+def test_not_converging_warns_and_says_so(mlp_problem):
+    op = HessianOperator(mlp_problem.model, F.cross_entropy, (mlp_problem.inputs, mlp_problem.targets))
+    with pytest.warns(RuntimeWarning, match="max_iter=3"):
+        result = top_eigenpairs(op, k=2, max_iter=3, tol=1e-12)
+    assert not result.converged and result.num_hvps == 3
+
+
+class TestBadInput:
+    def test_k_larger_than_the_parameter_count(self, mlp_problem):
+        op = HessianOperator(mlp_problem.model, F.cross_entropy, (mlp_problem.inputs, mlp_problem.targets))
+        with pytest.raises(ValueError, match=r"k=200 exceeds the number of parameters \(114\)"):
+            top_eigenpairs(op, k=200)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"k": 0}, r"k must be an integer in \[1, 2\]"),
+            ({"tol": -1.0}, "tol must be in"),
+            ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+            ({"method": "qr"}, "method must be one of 'lanczos', 'power'"),
+            ({"init": torch.ones(3)}, r"init must have shape \(2,\)"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs, message):
+        op = DenseOperator(torch.eye(2, dtype=torch.float64))
+        with pytest.raises(ValueError, match=message):
+            top_eigenpairs(op, **kwargs)

@@ -1,0 +1,72 @@
+"""Argument checks shared by the public API: each failure is a ValueError naming the parameter."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking ``minimum <= value <= maximum``.
+
+    Raises:
+        ValueError: naming ``name`` and the allowed range when the value is not an integer or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    min_inclusive: bool = True,
+    max_inclusive: bool = True,
+) -> float:
+    """Return ``value`` as a finite float after checking it lies in the given interval.
+
+    Raises:
+        ValueError: naming ``name`` and the allowed interval.
+    """
+    interval = _interval_text(minimum, maximum, min_inclusive, max_inclusive)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    too_low = minimum is not None and (value < minimum or (not min_inclusive and value == minimum))
+    too_high = maximum is not None and (value > maximum or (not max_inclusive and value == maximum))
+    if too_low or too_high:
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: naming ``name`` and listing the allowed values.
+    """
+    allowed = list(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" >= {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""
+
+
+def _interval_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
+    left = ("[" if min_inclusive else "(") + ("-inf" if minimum is None else f"{minimum:g}")
+    right = ("inf" if maximum is None else f"{maximum:g}") + ("]" if max_inclusive else ")")
+    return f"{left}, {right}"

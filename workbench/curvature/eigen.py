@@ -1,0 +1,208 @@
+"""Top eigenpairs of a symmetric operator: thick-restart Lanczos (default) and power/subspace iteration.
+
+Lanczos keeps a Krylov basis with full reorthogonalisation and restarts by keeping the best Ritz vectors
+(Wu & Simon's thick restart), so its memory is bounded by a basis of ``max(2k + 1, 20)`` vectors whatever the
+number of iterations. It converges in far fewer products than power iteration with deflation (the method
+PyHessian uses); ``benchmarks/curvature_vs_pyhessian.py`` measures by how much.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from workbench._checks import check_choice, check_float, check_int
+from workbench.curvature.linear import SymmetricOperator
+
+EIGEN_METHODS = ("lanczos", "power")
+
+
+@dataclass(frozen=True)
+class EigenResult:
+    """Top-k eigenpairs.
+
+    Attributes:
+        eigenvalues: ``(k,)`` in descending order (Lanczos: algebraically largest; power: largest |λ|).
+        eigenvectors: ``(k, n)``, unit rows, ``eigenvectors[i]`` belonging to ``eigenvalues[i]``.
+        residuals: ``(k,)`` Ritz residual norms ‖H vᵢ − λᵢ vᵢ‖ (in the units of λ).
+        num_hvps: Hessian-vector products used.
+        converged: whether every residual met ``tol · |λᵢ|`` before ``max_iter``.
+        method: ``"lanczos"`` or ``"power"``.
+    """
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    residuals: torch.Tensor
+    num_hvps: int
+    converged: bool
+    method: str
+
+
+def top_eigenpairs(
+    op: SymmetricOperator,
+    k: int = 1,
+    *,
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    init: torch.Tensor | None = None,
+    method: str = "lanczos",
+    seed: int = 0,
+) -> EigenResult:
+    """The k largest eigenvalues of ``op`` and their unit eigenvectors.
+
+    Args:
+        op: a ``HessianOperator`` (or any ``SymmetricOperator``) of size n.
+        k: number of eigenpairs, ``1 <= k <= n``.
+        tol: stop once every pair has ‖H v − λ v‖ ≤ tol · |λ|; the eigenvalue error is then about
+            (tol·λ)² / gap, far below tol.
+        max_iter: most Lanczos steps (one HVP each) or power iterations (k HVPs each).
+        init: warm start, ``(n,)`` or ``(r, n)`` earlier eigenvectors (e.g. from the previous training step).
+            Lanczos starts from their normalised sum; power iteration from the rows themselves.
+        method: ``"lanczos"`` (algebraically largest eigenvalues) or ``"power"`` (subspace iteration with
+            Rayleigh–Ritz; largest in magnitude, as PyHessian computes).
+        seed: seed of the random start vector when ``init`` is not given.
+
+    Raises:
+        ValueError: for k outside [1, n], a bad tol/max_iter/method, or an ``init`` of the wrong size.
+    """
+    n = op.num_params
+    if isinstance(k, int) and not isinstance(k, bool) and k > n:
+        raise ValueError(f"k={k} exceeds the number of parameters ({n}); k must be in [1, {n}]")
+    k = check_int("k", k, minimum=1, maximum=n)
+    tol = check_float("tol", tol, minimum=0.0)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    check_choice("method", method, EIGEN_METHODS)
+    start = _start_block(op, init, k if method == "power" else 1, seed)
+    solver = _lanczos if method == "lanczos" else _subspace_iteration
+    result = solver(op, k, tol, max_iter, start)
+    if not result.converged:
+        warnings.warn(
+            f"top_eigenpairs({method}) stopped at max_iter={max_iter} before reaching tol={tol:g}; "
+            f"largest relative residual {float((result.residuals / result.eigenvalues.abs()).max()):.2e}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result
+
+
+def power_iterate(op: SymmetricOperator, init: torch.Tensor | None, steps: int, *, seed: int = 0) -> EigenResult:
+    """Exactly ``steps`` power iterations v ← Hv/‖Hv‖ from ``init`` (a fixed budget, as SAM variants use).
+
+    Returns the last iterate (unit, ``(1, n)``), the Rayleigh quotient of the vector before it as the
+    eigenvalue estimate, and that vector's residual; ``converged`` is always False (no tolerance is tested).
+    """
+    steps = check_int("steps", steps, minimum=1)
+    vector = _start_block(op, init, 1, seed)
+    for _ in range(steps):
+        product = op.batched_matvec(vector)
+        rayleigh = float((vector * product).sum())
+        residual = float((product - rayleigh * vector).norm())
+        norm = product.norm()
+        if norm == 0:
+            break
+        vector = product / norm
+    return EigenResult(
+        eigenvalues=torch.tensor([rayleigh], dtype=torch.float64),
+        eigenvectors=vector,
+        residuals=torch.tensor([residual], dtype=torch.float64),
+        num_hvps=steps,
+        converged=False,
+        method="power",
+    )
+
+
+def _start_block(op: SymmetricOperator, init: torch.Tensor | None, rows: int, seed: int) -> torch.Tensor:
+    """Orthonormal ``(rows, n)`` start vectors: from ``init`` when given, random (seeded) otherwise."""
+    n = op.num_params
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randn(rows, n, generator=generator, dtype=torch.float64)
+    if init is not None:
+        if not isinstance(init, torch.Tensor) or init.dim() not in (1, 2) or init.shape[-1] != n:
+            shape = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
+            raise ValueError(f"init must have shape ({n},) or (r, {n}), got {shape}")
+        given = init.detach().reshape(-1, n).to(device="cpu", dtype=torch.float64)
+        given = given / given.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        if rows == 1:
+            block = given.sum(dim=0, keepdim=True)
+            if block.norm() < 1e-8:  # the rows cancel: fall back to the first one
+                block = given[:1]
+        else:
+            block = torch.cat([given[:rows], random[given.shape[0] :]])
+    else:
+        block = random
+    block = torch.linalg.qr(block.T).Q.T
+    return block.to(device=op.device, dtype=op.dtype)
+
+
+def _lanczos(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: torch.Tensor) -> EigenResult:
+    n = op.num_params
+    size_limit = min(n, max(2 * k + 1, 20))
+    keep = min(size_limit - 1, k + (size_limit - k) // 2)
+    basis = torch.empty(size_limit, n, device=op.device, dtype=op.dtype)
+    projected = torch.zeros(size_limit, size_limit, dtype=torch.float64)
+    basis[0] = start[0]
+    size = 1
+    generator = torch.Generator().manual_seed(12345)
+    hvps = 0
+    while True:
+        current = basis[:size]
+        product = op.batched_matvec(basis[size - 1 : size])[0]
+        hvps += 1
+        coefficients = current @ product
+        product = product - coefficients @ current
+        correction = current @ product  # second Gram–Schmidt pass keeps the basis orthogonal in float32
+        product = product - correction @ current
+        column = (coefficients + correction).double().cpu()
+        projected[:size, size - 1] = column
+        projected[size - 1, :size] = column
+        beta = float(product.norm())
+        theta, vectors = torch.linalg.eigh(projected[:size, :size])
+        order = torch.argsort(theta, descending=True)
+        theta, vectors = theta[order], vectors[:, order]
+        residuals = beta * vectors[size - 1].abs()
+        found = min(k, size)
+        scale = theta[:found].abs().clamp_min(torch.finfo(torch.float64).tiny)
+        converged = found == k and bool((residuals[:k] <= tol * scale).all())
+        if converged or hvps >= max_iter or (size == n and found == k):
+            ritz = (vectors[:, :k].T.to(device=op.device, dtype=op.dtype)) @ current
+            ritz = ritz / ritz.norm(dim=1, keepdim=True)
+            return EigenResult(theta[:k].clone(), ritz, residuals[:k].clone(), hvps, converged or size == n, "lanczos")
+        breakdown = beta <= 1e-12 * max(1.0, float(theta.abs().max()))
+        if breakdown:  # an invariant subspace: continue from a fresh direction orthogonal to it
+            product = torch.randn(n, generator=generator, dtype=torch.float64).to(device=op.device, dtype=op.dtype)
+            for _ in range(2):
+                product = product - (current @ product) @ current
+            beta = float(product.norm())
+        if size < size_limit:
+            basis[size] = product / beta
+            size += 1
+            continue
+        # thick restart: keep the best `keep` Ritz vectors, then continue with the residual direction
+        kept = (vectors[:, :keep].T.to(device=op.device, dtype=op.dtype)) @ current
+        basis[:keep] = kept
+        basis[keep] = product / beta
+        projected.zero_()
+        projected[:keep, :keep] = torch.diag(theta[:keep])
+        size = keep + 1
+
+
+def _subspace_iteration(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: torch.Tensor) -> EigenResult:
+    block = start
+    hvps = 0
+    for iteration in range(1, max_iter + 1):
+        products = op.batched_matvec(block)
+        hvps += k
+        gram = (block @ products.T).double().cpu()
+        theta, rotation = torch.linalg.eigh((gram + gram.T) / 2)
+        order = torch.argsort(theta.abs(), descending=True)
+        theta, rotation = theta[order], rotation[:, order].to(device=op.device, dtype=op.dtype)
+        block, products = rotation.T @ block, rotation.T @ products
+        theta_device = theta.to(device=op.device, dtype=op.dtype)
+        residuals = (products - theta_device[:, None] * block).norm(dim=1).double().cpu()
+        converged = bool((residuals <= tol * theta.abs().clamp_min(torch.finfo(torch.float64).tiny)).all())
+        if converged or iteration == max_iter:
+            return EigenResult(theta, block, residuals, hvps, converged, "power")
+        block = torch.linalg.qr(products.T).Q.T
+    raise AssertionError("unreachable: the loop returns at max_iter")

@@ -1,0 +1,333 @@
+"""The Hessian of a model's loss as a linear operator, applied by exact Hessian-vector products (HVPs).
+
+Two exact HVP engines sit behind one interface:
+
+* ``"graph"``: double backprop. The gradient is computed once with ``create_graph=True`` and kept; each HVP
+  is one backward pass through that graph. Fastest when many HVPs are taken on the same batch (Lanczos,
+  trace estimation), which is why it is the default (see benchmarks/RESULTS.md).
+* ``"func"``: forward-over-reverse with ``torch.func.jvp(torch.func.grad(...))``. Recomputes the forward
+  pass per product and keeps no graph between products, so its memory stays at one forward/backward.
+
+Both also apply to a batch of vectors at once (``batched_matvec``), vectorised with ``vmap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+
+from workbench._checks import check_choice, check_int
+from workbench.devices import resolve_device
+from workbench.modes import eval_mode
+from workbench.params import as_flat, flatten, unflatten
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+HVP_METHODS = ("auto", "graph", "func")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    weight: float  # this batch's share of all samples; the weights sum to 1
+
+
+class HessianOperator:
+    """H = ∇²θ L(θ) for ``L = loss_fn(model(inputs), targets)``, a mean-reduced loss.
+
+    Args:
+        model: the network; it is put in eval mode while the loss is evaluated (BatchNorm uses its running
+            statistics, dropout is off) and its own train/eval flags are restored afterwards.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, averaged over the batch (e.g. ``F.cross_entropy``).
+        data: one ``(inputs, targets)`` batch, or an iterable of such batches. With several batches the
+            operator is the full-data Hessian, the size-weighted average of the batch Hessians. The
+            iterable is read once and its batches kept, so every product sees the same operator even when
+            the loader shuffles or augments.
+        params: the parameters H is taken with respect to (default: all of ``model``'s that require grad).
+        device: ``"auto"`` (the device the parameters live on) or an explicit device, which must be that one.
+        hvp: ``"graph"`` (double backprop, graph kept), ``"func"`` (torch.func forward-over-reverse) or
+            ``"auto"`` (= ``"graph"``).
+        cache_graph: for ``hvp="graph"``, keep each batch's gradient graph between products (default: True
+            for a single batch, False for several, where every product recomputes each batch's graph).
+        max_batched: largest number of vectors pushed through one vectorised HVP call in ``batched_matvec``.
+
+    Vectors are flat tensors of shape ``(num_params,)`` in the parameters' dtype and device, or per-parameter
+    lists; ``matvec`` returns the same form it was given.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: LossFn,
+        data: tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+        *,
+        params: Iterable[torch.nn.Parameter] | None = None,
+        device: str | torch.device = "auto",
+        hvp: str = "auto",
+        cache_graph: bool | None = None,
+        max_batched: int = 16,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.params = _select_params(model, params)
+        self.device = _check_device(device, self.params)
+        self.dtype = self.params[0].dtype
+        self.hvp_method = "graph" if check_choice("hvp", hvp, HVP_METHODS) == "auto" else hvp
+        self.max_batched = check_int("max_batched", max_batched, minimum=1)
+        self._batches = _as_batches(data)
+        self.num_samples = sum(int(b.targets.shape[0]) for b in self._batches)
+        self.cache_graph = len(self._batches) == 1 if cache_graph is None else bool(cache_graph)
+        self._graphs: list[list[torch.Tensor | None]] | None = None
+        self._param_names = _param_names(model, self.params) if self.hvp_method == "func" else None
+        self.num_hvps = 0
+        self._check_loss_depends_on_params()
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters n; H is n × n."""
+        return sum(p.numel() for p in self.params)
+
+    def matvec(self, vector: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """Return H·v, exact up to floating point, as a flat tensor or a per-parameter list like ``vector``."""
+        flat = as_flat(vector, self.params, "vector").to(device=self.device, dtype=self.dtype)
+        result = self.batched_matvec(flat.unsqueeze(0))[0]
+        return result if isinstance(vector, torch.Tensor) else unflatten(result, self.params)
+
+    def batched_matvec(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Return H·vᵢ for each row of ``vectors`` (shape ``(b, num_params)``), as a ``(b, num_params)`` tensor."""
+        if vectors.dim() != 2 or vectors.shape[1] != self.num_params:
+            raise ValueError(
+                f"vectors must have shape (b, {self.num_params}), one vector per row; got {tuple(vectors.shape)}"
+            )
+        vectors = vectors.to(device=self.device, dtype=self.dtype)
+        chunks = [self._apply(chunk) for chunk in torch.split(vectors, self.max_batched)]
+        self.num_hvps += vectors.shape[0]
+        return torch.cat(chunks) if chunks else vectors.clone()
+
+    def gradient(self) -> torch.Tensor:
+        """The loss gradient ∇θ L as a flat tensor ``(num_params,)`` (size-weighted over the batches)."""
+        total = torch.zeros(self.num_params, device=self.device, dtype=self.dtype)
+        for index, batch in enumerate(self._batches):
+            grads = self._grads_with_graph(index)
+            total += batch.weight * flatten(
+                [_zeros_if_none(g, p).detach() for g, p in zip(grads, self.params, strict=True)]
+            )
+        return total
+
+    def to_linear_operator(self) -> LinearOperator:
+        """A ``scipy.sparse.linalg.LinearOperator`` (float64) so that e.g. ``eigsh`` can run on H."""
+
+        def matmat(block: np.ndarray) -> np.ndarray:
+            columns = torch.as_tensor(np.ascontiguousarray(block.T))
+            return self.batched_matvec(columns).double().cpu().numpy().T
+
+        def matvec(vector: np.ndarray) -> np.ndarray:
+            return matmat(np.asarray(vector).reshape(-1, 1)).ravel()
+
+        n = self.num_params
+        return LinearOperator((n, n), matvec=matvec, rmatvec=matvec, matmat=matmat, dtype=np.float64)
+
+    # -- engines ---------------------------------------------------------------------------------
+
+    def _apply(self, vectors: torch.Tensor) -> torch.Tensor:
+        """H applied to a chunk of row vectors ``(b, n)``, summed over batches with their weights."""
+        total = torch.zeros_like(vectors)
+        engine = self._graph_hvp if self.hvp_method == "graph" else self._func_hvp
+        for index, batch in enumerate(self._batches):
+            total += batch.weight * engine(index, vectors)
+        return total
+
+    def _graph_hvp(self, index: int, vectors: torch.Tensor) -> torch.Tensor:
+        return graph_hvp(self._grads_with_graph(index), self.params, vectors)
+
+    def _func_hvp(self, index: int, vectors: torch.Tensor) -> torch.Tensor:
+        batch = self._batches[index]
+        names = self._param_names
+        assert names is not None
+        others = {name: value for name, value in self.model.named_parameters() if name not in names}
+        others.update(dict(self.model.named_buffers()))
+        inputs, targets = _on_device(batch, self.device)
+
+        def loss_of(flat_params: torch.Tensor) -> torch.Tensor:
+            values = dict(zip(names, unflatten(flat_params, self.params), strict=True))
+            outputs = torch.func.functional_call(self.model, {**others, **values}, (inputs,))
+            return self.loss_fn(outputs, targets)
+
+        primal = flatten([p.detach() for p in self.params])
+        gradient_of = torch.func.grad(loss_of)
+
+        def hvp_one(tangent: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(gradient_of, (primal,), (tangent,))[1]
+
+        with eval_mode(self.model):
+            if vectors.shape[0] == 1:
+                return hvp_one(vectors[0]).unsqueeze(0)
+            return torch.func.vmap(hvp_one)(vectors)
+
+    def _grads_with_graph(self, index: int) -> list[torch.Tensor | None]:
+        """Gradient of batch ``index``'s loss with its graph (cached when ``cache_graph``)."""
+        if self._graphs is not None:
+            return self._graphs[index]
+        if self.cache_graph:
+            self._graphs = [self._compute_grads(i) for i in range(len(self._batches))]
+            return self._graphs[index]
+        return self._compute_grads(index)
+
+    def _compute_grads(self, index: int) -> list[torch.Tensor | None]:
+        inputs, targets = _on_device(self._batches[index], self.device)
+        with eval_mode(self.model), torch.enable_grad():
+            loss = self.loss_fn(self.model(inputs), targets)
+        _check_scalar_loss(loss)
+        if not loss.requires_grad:
+            raise ValueError("the loss does not depend on the parameters (it carries no gradient); check loss_fn")
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        if all(g is None for g in grads):
+            raise ValueError("the loss does not depend on the parameters: every gradient is empty; check params")
+        return list(grads)
+
+    def _check_loss_depends_on_params(self) -> None:
+        """Evaluate the first batch once so that a broken loss fails here, not inside an eigensolver."""
+        if self.hvp_method == "graph" and self.cache_graph:
+            self._grads_with_graph(0)
+        else:
+            self._compute_grads(0)
+
+
+class GradientGraphOperator:
+    """H·v through a gradient graph the caller already built (``torch.autograd.grad(..., create_graph=True)``).
+
+    Used where the loss comes from someone else's closure (the SAM-family eigen-tracker): no forward pass is
+    repeated, each product is one backward pass. Implements ``SymmetricOperator``.
+
+    Args:
+        grads: per-parameter gradients carrying their graph (``None`` for parameters the loss does not use).
+        params: the parameters they were taken with respect to.
+    """
+
+    def __init__(self, grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> None:
+        if len(grads) != len(params):
+            raise ValueError(f"grads must hold one entry per parameter ({len(params)}), got {len(grads)}")
+        self.grads = list(grads)
+        self.params = list(params)
+        self.num_params = sum(p.numel() for p in self.params)
+        self.dtype = self.params[0].dtype
+        self.device = self.params[0].device
+        self.num_hvps = 0
+
+    def batched_matvec(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Return H·vᵢ for each row of ``vectors`` ``(b, num_params)``; the graph is kept for more products."""
+        if vectors.dim() != 2 or vectors.shape[1] != self.num_params:
+            raise ValueError(f"vectors must have shape (b, {self.num_params}), got {tuple(vectors.shape)}")
+        self.num_hvps += vectors.shape[0]
+        return graph_hvp(self.grads, self.params, vectors.to(device=self.device, dtype=self.dtype))
+
+
+def graph_hvp(
+    grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], vectors: torch.Tensor
+) -> torch.Tensor:
+    """Double-backprop HVPs: rows of ``vectors`` ``(b, n)`` → rows of H·v ``(b, n)``; b > 1 is vectorised."""
+    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+    if not live:  # the gradient does not depend on θ: H = 0 (e.g. a loss linear in θ)
+        return torch.zeros_like(vectors)
+    pieces = unflatten(vectors, params)
+    batched = vectors.shape[0] > 1
+    products = torch.autograd.grad(
+        [grads[i] for i in live],
+        list(params),
+        grad_outputs=[pieces[i] if batched else pieces[i][0] for i in live],
+        retain_graph=True,
+        allow_unused=True,
+        is_grads_batched=batched,
+    )
+    rows = vectors.shape[0]
+    flat = torch.cat(
+        [
+            vectors.new_zeros(rows, p.numel()) if h is None else h.reshape(rows, p.numel())
+            for h, p in zip(products, params, strict=True)
+        ],
+        dim=1,
+    )
+    return flat
+
+
+def _select_params(model: torch.nn.Module, params: Iterable[torch.nn.Parameter] | None) -> list[torch.nn.Parameter]:
+    chosen = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
+    if not chosen:
+        raise ValueError("params is empty: the model has no parameters that require grad")
+    dtypes = {p.dtype for p in chosen}
+    if len(dtypes) > 1:
+        raise ValueError(f"params must share one dtype, got {sorted(map(str, dtypes))}")
+    if not chosen[0].is_floating_point():
+        raise ValueError(f"params must be floating point, got {chosen[0].dtype}")
+    return chosen
+
+
+def _check_device(device: str | torch.device, params: list[torch.nn.Parameter]) -> torch.device:
+    model_device = params[0].device
+    if isinstance(device, str) and device == "auto":
+        return model_device
+    wanted = resolve_device(device)
+    same = wanted.type == model_device.type and (wanted.index is None or wanted.index == model_device.index)
+    if not same:
+        raise ValueError(
+            f"device={str(wanted)!r} but the model's parameters are on {model_device}; move the model first "
+            "(model.to(device)) or pass device='auto'"
+        )
+    return model_device
+
+
+def _param_names(model: torch.nn.Module, params: list[torch.nn.Parameter]) -> list[str]:
+    by_id = {id(p): name for name, p in model.named_parameters()}
+    missing = [i for i, p in enumerate(params) if id(p) not in by_id]
+    if missing:
+        raise ValueError(f"hvp='func' needs params that belong to the model; params{missing} do not")
+    return [by_id[id(p)] for p in params]
+
+
+def _as_batches(data: object) -> list[_Batch]:
+    if _is_batch(data):
+        pairs = [data]
+    else:
+        try:
+            pairs = list(data)  # type: ignore[call-overload]
+        except TypeError as error:
+            raise ValueError("data must be an (inputs, targets) batch or an iterable of such batches") from error
+    if not pairs:
+        raise ValueError("data is empty: the loader yielded no batches")
+    for index, pair in enumerate(pairs):
+        if not _is_batch(pair):
+            raise ValueError(
+                f"data batch {index} must be an (inputs, targets) pair of tensors, got {type(pair).__name__}"
+            )
+        if pair[1].shape[0] == 0:
+            raise ValueError(f"data batch {index} is empty (0 samples)")
+    sizes = [int(pair[1].shape[0]) for pair in pairs]
+    total = float(sum(sizes))
+    return [_Batch(pair[0], pair[1], size / total) for pair, size in zip(pairs, sizes, strict=True)]
+
+
+def _is_batch(candidate: object) -> bool:
+    return (
+        isinstance(candidate, tuple | list)
+        and len(candidate) == 2
+        and all(isinstance(item, torch.Tensor) for item in candidate)
+        and candidate[1].dim() >= 1
+    )
+
+
+def _on_device(batch: _Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+
+
+def _zeros_if_none(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(param) if grad is None else grad
+
+
+def _check_scalar_loss(loss: object) -> None:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar tensor (a mean-reduced loss), got {shape}")
