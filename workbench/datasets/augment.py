@@ -1,6 +1,6 @@
 """Batch-level image augmentation on tensors: random crop after padding, and horizontal flip.
 
-It runs on whatever device the batch lives on (one gather, no per-sample Python loop), and draws its random
+It runs on whatever device the batch lives on (one ``gather``, no per-sample Python loop), and draws its random
 offsets on the CPU from ``generator`` so a seed gives the same augmentation on every device.
 """
 
@@ -44,17 +44,18 @@ def random_crop_flip(
     batch, channels, height, width = images.shape
     if len(fill) != channels:
         raise ValueError(f"fill must hold one value per channel ({channels}), got {len(fill)}")
+    padded_height, padded_width = height + 2 * padding, width + 2 * padding
     fill_values = torch.tensor(list(fill), dtype=images.dtype, device=images.device).view(1, channels, 1, 1)
-    padded = fill_values.expand(batch, channels, height + 2 * padding, width + 2 * padding).clone()
+    padded = fill_values.expand(batch, channels, padded_height, padded_width).clone()
     padded[:, :, padding : padding + height, padding : padding + width] = images
     offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator).to(images.device)
     flips = (torch.rand(batch, generator=generator) < 0.5).to(images.device)
     rows = offsets[0, :, None] + torch.arange(height, device=images.device)  # (B, H)
     cols = offsets[1, :, None] + torch.arange(width, device=images.device)  # (B, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    index = torch.arange(batch, device=images.device)[:, None, None]
-    channels_last = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return channels_last.permute(0, 3, 1, 2).contiguous()
+    index = (rows[:, :, None] * padded_width + cols[:, None, :]).view(batch, 1, height * width)
+    crops = padded.view(batch, channels, -1).gather(2, index.expand(batch, channels, height * width))
+    return crops.view(batch, channels, height, width)
 
 
 def crop_flip_for(padding: int) -> Callable[[tuple[float, ...], tuple[float, ...]], BatchAugment]:

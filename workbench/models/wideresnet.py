@@ -90,7 +90,8 @@ def build_wideresnet(
         depth: total depth ``6n + 4`` with ``n >= 1`` blocks per group (10, 16, 22, 28, 40, ...).
         widen_factor: channel multiplier ``k`` >= 1.
         dropout: drop probability between the two convolutions of each block, in [0, 1).
-        norm: ``"batch"`` or ``"none"`` (no BatchNorm; convolutions then carry biases).
+        norm: ``"batch"`` or ``"none"`` (no BatchNorm; convolutions then carry biases). Nothing else changes, so
+            without BatchNorm the He initialisation lets activations grow with depth (each block adds its branch).
     """
     shape = check_input_shape(input_shape, "wideresnet", (3,))
     depth = check_int("depth", depth, minimum=10)
