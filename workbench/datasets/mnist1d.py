@@ -29,8 +29,9 @@ def load_mnist1d(
     """MNIST-1D sequences of length 40, input shape ``(1, 40)``, standardised with the training split's statistics.
 
     The samples are ``mnist1d.data.make_dataset`` with the package's default arguments except ``num_samples`` and
-    ``seed``; ``generation_seed=42`` is the published dataset. ``seed`` only chooses the stratified split of the
-    pooled samples, so every split seed sees the same data.
+    ``seed`` (``generation_seed=42`` is the package's default). Its own 80/20 split is pooled and ``seed`` draws a
+    stratified split instead, so every split seed sees the same samples; its whole-set standardisation is
+    replaced by the training split's (one affine map for another).
 
     Args:
         root: cache directory (the file goes in ``root/mnist1d/``).

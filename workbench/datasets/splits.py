@@ -27,9 +27,11 @@ class DatasetSplits:
             ``(C, H, W)`` for images.
         class_names: one readable name per class, indexed by target.
         description: one line saying what the data is and how it was split.
-        mean: per-channel mean of the raw training inputs that was subtracted (features count as channels for
-            ``(D,)`` vectors; images in [0, 1] pixel units).
-        std: per-channel standard deviation of the raw training inputs that was divided by.
+        mean: per-channel mean of the raw training inputs that was subtracted: one value per coordinate for the
+            2-D toys, one per image channel for digits (also when flattened to ``(64,)``) and CIFAR (pixels
+            scaled to [0, 1] first), one for MNIST-1D. Undo with ``x * std + mean`` per channel.
+        std: per-channel standard deviation of the raw training inputs that was divided by (a constant channel
+            keeps 1).
         augment: for image sets loaded with ``augment=True``, a function ``(batch, generator) -> batch`` that
             applies the standard training augmentation to a standardised ``(B, C, H, W)`` batch on its own
             device; ``None`` otherwise. Apply it to training batches only.
