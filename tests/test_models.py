@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.curvature import HessianOperator
 from workbench.datasets import load_dataset
 from workbench.models import MODELS, NORMS, build_model, model_options
 
@@ -144,3 +145,16 @@ def test_bad_input_names_the_option(name: str, kwargs: dict, message: str) -> No
     arguments = {"input_shape": (1, 8, 8), "num_classes": 10, **kwargs}
     with pytest.raises(ValueError, match=message):
         build_model(name, **arguments)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_support_both_hessian_vector_product_backends(name: str) -> None:
+    """No in-place activations or other ops that break double backprop or torch.func: both HVPs agree."""
+    inputs = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    targets = torch.arange(6) % 3
+    model = build_model(name, input_shape=(3, 8, 8), num_classes=3, seed=0, **SMALL[name]).double()
+    with torch.no_grad():  # non-trivial BatchNorm running statistics
+        model(inputs.double() * 2 + 1)
+    ops = [HessianOperator(model, F.cross_entropy, (inputs.double(), targets), hvp=hvp) for hvp in ("graph", "func")]
+    vector = torch.randn(ops[0].num_params, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ops[0].matvec(vector), ops[1].matvec(vector))
