@@ -1,10 +1,11 @@
 """A model's loss at perturbed parameters θ + δ, computed functionally: the model itself is never modified.
 
 ``PerturbedLoss`` holds the model, the loss, the data and the flat base point θ. It gives the loss and its
-gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points at once:
-``torch.func.functional_call`` under ``torch.func.vmap`` over a chunk of stacked parameter sets, so a chunk
-costs one batched forward pass instead of one forward per point. The model is in eval mode throughout
-(BatchNorm uses its running statistics and updates nothing) and its own flags are restored afterwards.
+gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points, a chunk
+of stacked parameter sets at a time: ``torch.func.functional_call`` under ``torch.func.vmap`` (one batched
+forward pass per chunk), or called point by point, optionally through ``torch.compile``. The model is in eval
+mode throughout (BatchNorm uses its running statistics and updates nothing) and its own flags are restored
+afterwards.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Te
 #: (parameter values, inputs, targets) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
 PointMetrics = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-#: Points per batched forward pass unless the caller says otherwise (measured: benchmarks/RESULTS.md,
-#: "Landscape grid").
+#: Points per batched forward pass unless the caller says otherwise: the fastest or tied-fastest of 4, 16 and 64
+#: in every vmap run of benchmarks/landscape_grid.py (benchmarks/RESULTS.md, "Landscape grid").
 DEFAULT_CHUNK_SIZE = 16
 
 
@@ -117,7 +118,8 @@ class PerturbedLoss:
                 only: on a CPU a forward pass over a batch is compute-bound, vmap saves no work there and turns
                 convolutions into slower grouped ones (benchmarks/RESULTS.md, "Landscape grid").
             torch_compile: run the point function through ``torch.compile`` (a one-off compilation of seconds;
-                then fused kernels, 2.9–4.5× faster per point on a CPU in that benchmark).
+                then fused kernels: 3.2× (digits CNN) and 6.1× (CIFAR-shaped CNN) the speed of the in-place loop per
+                point on one CPU thread in that benchmark).
 
         Returns:
             ``(losses, accuracies)``: float64 CPU tensors ``(m,)``, ``accuracies`` None unless asked for.
