@@ -13,9 +13,8 @@ import torch
 
 from workbench._checks import check_int
 from workbench.curvature import EigenResult, HessianOperator, top_eigenpairs
-from workbench.curvature.operator import LossFn, _select_params
+from workbench.inputs import Data, LossFn, select_params
 from workbench.params import as_flat, flatten, unflatten
-from workbench.probes.perturbed import Data
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def random_filter_normalized_direction(
         Flat ``(n,)`` direction in the parameters' dtype and device; slice coordinate 1 moves every filter
         by its own norm.
     """
-    chosen = _select_params(model, params)
+    chosen = select_params(model, params)
     numel = sum(p.numel() for p in chosen)
     gaussian = torch.randn(numel, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return filter_normalize(gaussian, chosen, include_biases_and_norms=include_biases_and_norms)

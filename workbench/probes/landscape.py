@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 from workbench._checks import check_int
-from workbench.curvature.operator import LossFn
+from workbench.inputs import Data, LossFn
 from workbench.params import as_flat
-from workbench.probes.perturbed import DEFAULT_CHUNK_SIZE, Data, PerturbedLoss, offset_chunks
+from workbench.probes.perturbed import DEFAULT_CHUNK_SIZE, PerturbedLoss, offset_chunks
 
 Direction = torch.Tensor | Sequence[torch.Tensor]
 Coordinates = Sequence[float] | np.ndarray | torch.Tensor

@@ -14,18 +14,18 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from workbench.curvature.operator import (
+from workbench.inputs import (
+    Data,
     LossFn,
-    _as_batches,
-    _check_scalar_loss,
-    _on_device,
-    _param_names,
-    _select_params,
+    as_batches,
+    batch_on_device,
+    check_scalar_loss,
+    param_names,
+    select_params,
 )
 from workbench.modes import eval_mode
 from workbench.params import flatten, unflatten
 
-Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
 #: (parameter values, inputs, targets) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
 PointMetrics = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -58,9 +58,9 @@ class PerturbedLoss:
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
-        self.params = _select_params(model, params)
-        self.names = _param_names(model, self.params)
-        self.batches = _as_batches(data)
+        self.params = select_params(model, params)
+        self.names = param_names(model, self.params)
+        self.batches = as_batches(data)
         self.base = flatten([p.detach() for p in self.params])
         self.device = self.base.device
 
@@ -76,9 +76,9 @@ class PerturbedLoss:
         gradient = torch.zeros_like(self.base)
         with eval_mode(self.model), torch.enable_grad():
             for batch in self.batches:
-                inputs, targets = _on_device(batch, self.device)
+                inputs, targets = batch_on_device(batch, self.device)
                 loss = self.loss_fn(self._call(unflatten(point, self.params), inputs), targets)
-                _check_scalar_loss(loss)
+                check_scalar_loss(loss)
                 (grad,) = torch.autograd.grad(loss, point, allow_unused=True)
                 loss_total += batch.weight * float(loss.detach())
                 if grad is not None:
@@ -91,9 +91,9 @@ class PerturbedLoss:
         total = 0.0
         with eval_mode(self.model), torch.no_grad():
             for batch in self.batches:
-                inputs, targets = _on_device(batch, self.device)
+                inputs, targets = batch_on_device(batch, self.device)
                 loss = self.loss_fn(self._call(unflatten(point, self.params), inputs), targets)
-                _check_scalar_loss(loss)
+                check_scalar_loss(loss)
                 total += batch.weight * float(loss)
         return total
 
@@ -139,7 +139,7 @@ class PerturbedLoss:
                 chunk_loss = torch.zeros(rows, dtype=torch.float64)
                 chunk_accuracy = torch.zeros(rows, dtype=torch.float64)
                 for batch in self.batches:
-                    inputs, targets = _on_device(batch, self.device)
+                    inputs, targets = batch_on_device(batch, self.device)
                     loss, correct = evaluate(values, inputs, targets)
                     chunk_loss += batch.weight * loss[:rows].cpu().double()
                     if accuracy:
@@ -158,7 +158,7 @@ class PerturbedLoss:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             outputs = self._call(values, inputs)
             loss = self.loss_fn(outputs, targets)
-            _check_scalar_loss(loss)
+            check_scalar_loss(loss)
             if not accuracy:
                 return loss, loss
             _check_classification(outputs, targets)

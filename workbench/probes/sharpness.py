@@ -19,9 +19,9 @@ import torch
 
 from workbench._checks import check_float, check_int
 from workbench.curvature import EigenResult, HessianOperator, TraceResult, hessian_trace, top_eigenpairs
-from workbench.curvature.operator import LossFn
 from workbench.curvature.random import unit_gaussian
-from workbench.probes.perturbed import DEFAULT_CHUNK_SIZE, Data, PerturbedLoss
+from workbench.inputs import Data, LossFn
+from workbench.probes.perturbed import DEFAULT_CHUNK_SIZE, PerturbedLoss
 
 #: ASAM's default η (Kwon et al. 2021, the offset in the scale |θ| + η that keeps zero weights perturbable).
 ASAM_ETA = 0.01
