@@ -121,7 +121,7 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
 
     # -- the step ---------------------------------------------------------------------------------------------
 
-    def step(self, closure: Closure | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> Any:
         """One sharpness-aware step; returns the loss of the first pass (at θ), detached.
 
         Raises:
