@@ -1,0 +1,93 @@
+"""Exact Hessian-vector products from an ordinary LBFGS-style closure (one that calls ``loss.backward()``).
+
+The closure is run under a ``TorchFunctionMode`` that rewrites its ``Tensor.backward`` /
+``torch.autograd.backward`` calls to ``create_graph=True, retain_graph=True``. Torch-function modes live on a
+per-thread stack, so only the calling thread is affected and nothing in torch is patched. The parameters'
+``.grad`` then carry their graph, each H·v is one more backward pass through it
+(``workbench.curvature.GradientGraphOperator``), and on exit every ``.grad`` is set back to ``None``: that
+breaks the parameter → grad → graph → parameter cycle, so the graph is freed at once by reference counting.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from workbench.curvature import GradientGraphOperator
+
+_BACKWARD_FUNCTIONS = (torch.Tensor.backward, torch.autograd.backward)
+
+
+class _BackwardWithGraph(TorchFunctionMode):
+    """Make every backward call in this thread build the gradient's graph and keep the forward graph."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in _BACKWARD_FUNCTIONS:
+            kwargs.update(create_graph=True, retain_graph=True)
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def backward_with_graph() -> Iterator[None]:
+    """Within the block, ``loss.backward()`` in this thread behaves as ``loss.backward(create_graph=True)``.
+
+    The caller must set the parameters' ``.grad`` to ``None`` afterwards (``closure_hessian`` does).
+    """
+    with warnings.catch_warnings():
+        # torch warns that .grad with a graph forms a reference cycle; closure_hessian breaks it on exit.
+        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True", category=UserWarning)
+        with _BackwardWithGraph():
+            yield
+
+
+@contextmanager
+def closure_hessian(closure: Callable[[], Any], params: Sequence[torch.Tensor]) -> Iterator[GradientGraphOperator]:
+    """Run ``closure`` once with graph-building backward; yield H, the Hessian of its loss, as an operator.
+
+    H is a ``GradientGraphOperator`` over ``params`` (products exact up to floating point). On exit, every
+    parameter's ``.grad`` is ``None`` and the graph is released.
+
+    Raises:
+        ValueError: naming ``closure`` when it returns no loss, leaves every gradient empty, or its gradients
+            carry no graph (it did not call ``backward`` on a loss that depends on the parameters).
+    """
+    for param in params:
+        param.grad = None
+    try:
+        with torch.enable_grad(), backward_with_graph():
+            loss = closure()
+        grads = [param.grad for param in params]
+        check_closure_result(loss, grads)
+        if not any(grad is not None and grad.requires_grad for grad in grads):
+            raise ValueError(
+                "closure's gradients carry no graph, so Hessian-vector products are impossible: the closure must "
+                "call loss.backward() (or torch.autograd.backward) on a loss that is twice differentiable in the "
+                "parameters"
+            )
+        yield GradientGraphOperator(grads, params)
+    finally:
+        for param in params:
+            param.grad = None
+
+
+def check_closure_result(loss: Any, grads: Sequence[torch.Tensor | None]) -> None:
+    """Check what a closure left behind: a returned loss and at least one gradient.
+
+    Raises:
+        ValueError: naming ``closure`` and what it must do.
+    """
+    if loss is None:
+        raise ValueError(
+            "closure returned None; it must compute the loss on the current batch, call loss.backward() and "
+            "return the loss (like a torch.optim.LBFGS closure)"
+        )
+    if all(grad is None for grad in grads):
+        raise ValueError(
+            "closure left every parameter's gradient empty; it must call loss.backward() before returning the loss"
+        )

@@ -1,0 +1,66 @@
+"""Eigen-SAM (Luo et al.): SAM whose perturbation leans toward the top Hessian eigenvector."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from workbench._checks import check_float
+from workbench.optim.rules import eigen_sam_perturbation, sam_perturbation
+from workbench.optim.sharpness_aware import SharpnessAware
+from workbench.optim.tracker import EigenTracker
+
+
+class EigenSAM(SharpnessAware):
+    """Eigen-SAM: ε = ρ·[ĝ + α·sign(⟨g, v⟩)·(v − ⟨ĝ, v⟩ĝ)], not renormalised; descend with g_adv = ∇L(θ + ε).
+
+    The added term is v's component orthogonal to ĝ, signed to point uphill, so ε is the same for v and −v and
+    v's orientation does not matter. It steers ε toward v1 so that SAM's implicit regularisation of λ1 (driven
+    by the alignment of ε with v1) becomes explicit. ``last_step.cos_perturbation_eigenvector`` shows it.
+
+    v is re-estimated by an ``EigenTracker`` with the published schedule (see there): ``power_iters`` warm-started
+    power iterations with exact double-backprop Hessian-vector products on step t's batch at θ, in eval mode when
+    ``model`` is given, before steps t = freq, 2·freq, ... (per epoch with ``epoch_length``).
+
+    Before the first refresh there is no v and the step is exactly SAM's (ε = ρ·ĝ). Reading of the published code:
+    ``utils.py`` of github.com/RitianLuo/EigenSAM and its training loop as shipped in github.com/huang5467/X-SAM
+    (``XSAM/train.py`` and ``sam.py``; the Eigen-SAM repository's own script is not public in our sources). That
+    loop calls ``first_step(normalization=False)`` also before v exists, on the unmodified gradient, i.e.
+    ε = ρ·g for the first ``freq`` steps: an artefact of the flag it needs once ε is built from ĝ, not copied here.
+
+    Args:
+        params, base_optimizer, model, base_kwargs: as for ``SharpnessAware``.
+        rho: ρ > 0 (published default 0.1).
+        alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM).
+        freq: refresh period in steps, ≥ 1 (published default 100).
+        power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
+        seed: seed of the first refresh's random start vector.
+        epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or
+            ``None`` (count globally).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+        rho: float = 0.1,
+        alpha: float = 0.2,
+        freq: int = 100,
+        power_iters: int = 5,
+        *,
+        seed: int = 0,
+        epoch_length: int | None = None,
+        model: torch.nn.Module | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        self.alpha = check_float("alpha", alpha, minimum=0.0)
+        tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
+        super().__init__(params, base_optimizer, rho=rho, tracker=tracker, model=model, **base_kwargs)
+
+    def perturbation(self, gradient: torch.Tensor, eigenvector: torch.Tensor | None) -> torch.Tensor:
+        """Eigen-SAM's ε once v exists, SAM's before (see ``rules.eigen_sam_perturbation``)."""
+        if eigenvector is None:
+            return sam_perturbation(gradient, rho=self.rho)
+        return eigen_sam_perturbation(gradient, eigenvector, rho=self.rho, alpha=self.alpha)

@@ -1,0 +1,306 @@
+"""SharpnessAware: the two-pass step every SAM variant shares, around any ``torch.optim`` base optimizer."""
+
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from workbench._checks import check_float
+from workbench.curvature import EigenResult
+from workbench.modes import eval_mode
+from workbench.optim.closure_hessian import check_closure_result, closure_hessian
+from workbench.optim.record import StepRecord
+from workbench.optim.rules import angle_degrees, cosine
+from workbench.optim.tracker import EigenTracker
+from workbench.params import flatten, unflatten
+
+Closure = Callable[[], Any]
+STATE_KEY = "sharpness_aware"
+
+
+@dataclass
+class _Ascent:
+    """What ``first_step`` leaves for ``second_step``."""
+
+    gradient: torch.Tensor
+    perturbation: torch.Tensor
+    eigenvector: torch.Tensor | None
+    weights: list[torch.Tensor]  # θ before the perturbation, restored exactly
+    buffers: list[tuple[torch.Tensor, torch.Tensor]]  # (buffer, its value after the first pass), with model=
+    refreshed: bool
+
+
+class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
+    """A sharpness-aware optimizer: ascend to θ + ε, take the gradient there, let the base optimizer step from θ.
+
+    One step (``step(closure)``):
+
+    1. if the eigen-tracker is due, re-estimate the top Hessian eigenvector v on this batch at θ
+       (``refresh_eigenvector``; with ``model`` given, in eval mode as the published Eigen-SAM code does);
+    2. g = ∇L(θ) (first closure call); ε = ``perturbation(g, v)``; θ ← θ + ε;
+    3. g_adv = ∇L(θ + ε) (second closure call);
+    4. θ is restored exactly (from a copy, not by subtracting ε); with ``model`` given, so is every buffer of the
+       model (BatchNorm running statistics and counters) as the first pass left it; the gradient becomes
+       d = ``descent_direction(g, g_adv, v)`` and the base optimizer steps with it (momentum, weight decay,
+       schedules and state all the base optimizer's own). ``.grad`` holds d afterwards.
+
+    Subclasses supply ``perturbation`` and, optionally, ``descent_direction`` and ``orientation``, each a thin
+    wrapper of the pure functions in ``workbench.optim.rules``.
+
+    Without ``model``, the optimizer cannot change modes: the perturbed pass updates BatchNorm statistics like
+    any training-mode forward pass, and the refresh runs in the model's current mode (in train mode it uses batch
+    statistics and updates the running ones once more). Pass ``model=`` for the published behaviour.
+
+    Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
+    ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
+    twice per step (three times when v is refreshed). Manual loops can use davda54/sam's vocabulary instead:
+    ``loss.backward(); opt.first_step(zero_grad=True); loss_fn(model(x), y).backward(); opt.second_step()``,
+    with ``if opt.refresh_due: opt.refresh_eigenvector(closure)`` before it for the eigenvector methods.
+
+    Args:
+        params: parameters or parameter groups, as for any ``torch.optim`` optimizer. All on one device.
+        base_optimizer: a ``torch.optim.Optimizer`` class; it shares this optimizer's parameter groups, so
+            learning-rate schedulers work on either.
+        rho: ρ > 0, the perturbation radius.
+        tracker: the ``EigenTracker`` for methods that use the top eigenvector, else ``None``.
+        model: the module the parameters belong to, for the BatchNorm and eval-mode handling above.
+        base_kwargs: passed to ``base_optimizer`` (``lr``, ``momentum``, ``weight_decay``, ...).
+
+    Attributes:
+        last_step: the ``StepRecord`` of the last completed step (``None`` before the first).
+        step_count: number of completed steps.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        base_optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+        *,
+        rho: float,
+        tracker: EigenTracker | None = None,
+        model: torch.nn.Module | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        self.rho = check_float("rho", rho, minimum=0.0, min_inclusive=False)
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+        super().__init__(params, dict(base_kwargs))
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self.tracker = tracker
+        self.model = model
+        self.step_count = 0
+        self.last_step: StepRecord | None = None
+        self._ascent: _Ascent | None = None
+        self._refreshed = False
+
+    # -- the rules a method supplies -------------------------------------------------------------------------
+
+    @abstractmethod
+    def perturbation(self, gradient: torch.Tensor, eigenvector: torch.Tensor | None) -> torch.Tensor:
+        """ε for the flat gradient g ``(n,)`` and the tracked eigenvector (``None`` before the first refresh)."""
+
+    def descent_direction(
+        self, gradient: torch.Tensor, adversarial_gradient: torch.Tensor, eigenvector: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The direction d ``(n,)`` handed to the base optimizer; SAM's is g_adv itself."""
+        return adversarial_gradient
+
+    def orientation(
+        self, gradient: torch.Tensor, adversarial_gradient: torch.Tensor, eigenvector: torch.Tensor
+    ) -> torch.Tensor:
+        """±1 (0-dim) multiplying the tracked v before ``descent_direction``; +1 keeps v as computed."""
+        return torch.ones((), dtype=eigenvector.dtype, device=eigenvector.device)
+
+    # -- the step ---------------------------------------------------------------------------------------------
+
+    def step(self, closure: Closure | None = None) -> Any:
+        """One sharpness-aware step; returns the loss of the first pass (at θ), detached.
+
+        Raises:
+            ValueError: naming ``closure`` when it is missing, returns no loss or leaves every gradient empty.
+        """
+        if closure is None:
+            raise ValueError(
+                f"closure is required: {type(self).__name__}.step needs a closure that computes the loss on the "
+                "current batch, calls loss.backward() and returns the loss (or use first_step/second_step)"
+            )
+        closure = torch.enable_grad()(closure)
+        if self.refresh_due:
+            self.refresh_eigenvector(closure)
+        loss = self._run_closure(closure)
+        self.first_step(zero_grad=True)
+        self._run_closure(closure)
+        self.second_step()
+        return loss.detach() if isinstance(loss, torch.Tensor) else loss
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Read g from ``.grad``, compute ε and move the parameters to θ + ε (saving θ and, with ``model``, buffers).
+
+        Raises:
+            ValueError: when no parameter has a gradient.
+        """
+        params = self._params()
+        gradient = self._flat_gradient(params, "first_step")
+        eigenvector = self._eigenvector(params)
+        perturbation = self.perturbation(gradient, eigenvector)
+        weights = [param.detach().clone() for param in params]
+        buffers = [] if self.model is None else [(buffer, buffer.clone()) for buffer in self.model.buffers()]
+        for param, piece in zip(params, unflatten(perturbation, params), strict=True):
+            param.add_(piece)
+        self._ascent = _Ascent(gradient, perturbation, eigenvector, weights, buffers, self._refreshed)
+        self._refreshed = False
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """Read g_adv from ``.grad``, restore θ (and buffers), and let the base optimizer step along the direction.
+
+        Raises:
+            RuntimeError: when ``first_step`` did not come first.
+            ValueError: when no parameter has a gradient.
+        """
+        if self._ascent is None:
+            raise RuntimeError("second_step() needs first_step() first: the parameters are not at θ + ε")
+        ascent, self._ascent = self._ascent, None
+        params = self._params()
+        adversarial = self._flat_gradient(params, "second_step")
+        for param, weight in zip(params, ascent.weights, strict=True):
+            param.copy_(weight)
+        for buffer, value in ascent.buffers:
+            buffer.copy_(value)
+        eigenvector, sign = ascent.eigenvector, None
+        if eigenvector is not None:
+            sign = self.orientation(ascent.gradient, adversarial, eigenvector)
+            eigenvector = sign * eigenvector
+        direction = self.descent_direction(ascent.gradient, adversarial, eigenvector)
+        if direction is not adversarial:
+            for param, piece in zip(params, unflatten(direction, params), strict=True):
+                if param.grad is not None:
+                    param.grad.copy_(piece)
+        self.base_optimizer.step()
+        self.last_step = self._record(ascent, adversarial, direction, eigenvector, sign)
+        self.step_count += 1
+        if zero_grad:
+            self.zero_grad()
+
+    # -- the eigenvector -------------------------------------------------------------------------------------
+
+    @property
+    def refresh_due(self) -> bool:
+        """Whether the tracker's schedule asks for a refresh before the next step (always False without one)."""
+        return self.tracker is not None and self.tracker.due(self.step_count)
+
+    def refresh_eigenvector(self, closure: Closure) -> EigenResult:
+        """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).
+
+        With ``model`` given the closure runs in eval mode. The gradients are ``None`` afterwards.
+
+        Raises:
+            ValueError: when this optimizer tracks no eigenvector, or naming ``closure`` when it misbehaves.
+        """
+        if self.tracker is None:
+            raise ValueError(f"{type(self).__name__} tracks no eigenvector (it has no EigenTracker)")
+        mode = nullcontext() if self.model is None else eval_mode(self.model)
+        with mode, closure_hessian(closure, self._params()) as hessian:
+            result = self.tracker.refresh(hessian)
+        self._refreshed = True
+        return result
+
+    # -- state ------------------------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state dict plus this optimizer's step count and tracker (vector included)."""
+        state = self.base_optimizer.state_dict()
+        state[STATE_KEY] = {
+            "step_count": self.step_count,
+            "tracker": None if self.tracker is None else self.tracker.state_dict(),
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s output, so that training continues exactly where it was saved.
+
+        Raises:
+            ValueError: naming ``state_dict`` when it was not saved by a matching sharpness-aware optimizer.
+        """
+        state = dict(state_dict)
+        ours = state.pop(STATE_KEY, None)
+        if ours is None:
+            raise ValueError(f"state_dict has no {STATE_KEY!r} entry: it was not saved by a SharpnessAware optimizer")
+        if (ours["tracker"] is None) != (self.tracker is None):
+            raise ValueError(
+                f"state_dict was saved by an optimizer {'without' if ours['tracker'] is None else 'with'} an "
+                f"eigen-tracker, but {type(self).__name__} {'has' if self.tracker is not None else 'has no'} one"
+            )
+        self.base_optimizer.load_state_dict(state)
+        self.param_groups = self.base_optimizer.param_groups
+        self.step_count = int(ours["step_count"])
+        if self.tracker is not None:
+            self.tracker.load_state_dict(ours["tracker"], like=self._params()[0])
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def _params(self) -> list[torch.Tensor]:
+        return [param for group in self.param_groups for param in group["params"]]
+
+    def _run_closure(self, closure: Closure) -> Any:
+        self.zero_grad()
+        loss = closure()
+        check_closure_result(loss, [param.grad for param in self._params()])
+        return loss
+
+    def _flat_gradient(self, params: list[torch.Tensor], caller: str) -> torch.Tensor:
+        grads = [param.grad for param in params]
+        if all(grad is None for grad in grads):
+            raise ValueError(f"{caller}() found no gradient on any parameter: call loss.backward() first")
+        return flatten([torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, params, strict=True)])
+
+    def _eigenvector(self, params: list[torch.Tensor]) -> torch.Tensor | None:
+        if self.tracker is None or self.tracker.vector is None:
+            return None
+        vector = self.tracker.vector
+        numel = sum(param.numel() for param in params)
+        if vector.numel() != numel:
+            raise ValueError(f"the tracked eigenvector has {vector.numel()} entries but the parameters have {numel}")
+        if vector.device != params[0].device or vector.dtype != params[0].dtype:  # e.g. set_vector on the CPU
+            self.tracker.vector = vector = vector.to(device=params[0].device, dtype=params[0].dtype)
+        return vector
+
+    def _record(
+        self,
+        ascent: _Ascent,
+        adversarial: torch.Tensor,
+        direction: torch.Tensor,
+        eigenvector: torch.Tensor | None,
+        sign: torch.Tensor | None,
+    ) -> StepRecord:
+        norms = [ascent.gradient.norm(), ascent.perturbation.norm(), adversarial.norm()]
+        if eigenvector is None or sign is None:
+            with_v = [torch.full_like(norms[0], math.nan)] * 5
+        else:
+            with_v = [
+                cosine(ascent.perturbation, eigenvector),
+                angle_degrees(ascent.gradient, eigenvector),
+                angle_degrees(adversarial, eigenvector),
+                angle_degrees(direction, eigenvector),
+                sign.to(norms[0].dtype),
+            ]
+        tracker = self.tracker
+        return StepRecord(
+            step=self.step_count,
+            refreshed=ascent.refreshed,
+            eigenvalue=math.nan if tracker is None else tracker.eigenvalue,
+            gradient=ascent.gradient,
+            perturbation=ascent.perturbation,
+            scalar_values=torch.stack(norms + with_v),
+        )

@@ -1,0 +1,116 @@
+"""EigenTracker: a warm-started estimate of the mini-batch Hessian's top eigenvector, refreshed on a schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from workbench._checks import check_int
+from workbench.curvature import EigenResult, SymmetricOperator, power_iterate
+
+
+class EigenTracker:
+    """The top eigenvector v of the Hessian, re-estimated every ``freq`` steps from the previous estimate.
+
+    Schedule (the published Eigen-SAM and X-SAM scripts): the refresh runs before step t, on step t's batch, when
+    s % freq == 0 and s > 0, where s = t, or s = t mod ``epoch_length`` when given (the scripts count s with
+    ``enumerate(train_loader)``, which restarts every epoch). So there is no vector during the first ``freq``
+    steps, and with ``epoch_length`` no refresh at an epoch's first batch.
+
+    Estimate (published): ``power_iters`` power iterations v ← Hv/‖Hv‖, one Hessian-vector product each,
+    warm-started from the previous vector; the first refresh starts from a Gaussian vector drawn from ``seed``.
+    benchmarks/RESULTS.md compares this with warm-started Lanczos at equal and smaller budgets.
+
+    Orientation: every refresh after the first returns v on the side of the previous vector (⟨v_new, v_old⟩ ≥ 0);
+    the first keeps the side its seeded start gives it. The published code normalises Hv without re-orienting,
+    which keeps the side just the same whenever v_oldᵀH^k v_old > 0 (always when the top eigenvalue is also the
+    largest in magnitude, the case in which power iteration estimates v1 at all). The explicit rule is needed
+    because ``power_iterate`` orthonormalises its start by a QR factorisation, whose sign convention may flip it.
+
+    Args:
+        freq: refresh period in steps, ≥ 1.
+        power_iters: Hessian-vector products per refresh, ≥ 1 (5 in both papers' code).
+        seed: seed of the first refresh's random start vector (drawn on the CPU, the same on every device).
+        epoch_length: steps per epoch when the schedule should restart every epoch as in the published scripts
+            (``len(train_loader)``), ≥ 1; ``None`` counts steps globally.
+    """
+
+    def __init__(
+        self,
+        freq: int,
+        power_iters: int = 5,
+        *,
+        seed: int = 0,
+        epoch_length: int | None = None,
+    ) -> None:
+        self.freq = check_int("freq", freq, minimum=1)
+        self.power_iters = check_int("power_iters", power_iters, minimum=1)
+        self.seed = check_int("seed", seed)
+        self.epoch_length = None if epoch_length is None else check_int("epoch_length", epoch_length, minimum=1)
+        self.vector: torch.Tensor | None = None
+        self.eigenvalue = math.nan
+        self.num_refreshes = 0
+        self.num_hvps = 0
+
+    def due(self, step: int) -> bool:
+        """Whether a refresh runs before step ``step`` (0-based count of the steps already taken)."""
+        position = step if self.epoch_length is None else step % self.epoch_length
+        return position > 0 and position % self.freq == 0
+
+    def refresh(self, op: SymmetricOperator) -> EigenResult:
+        """Re-estimate v by ``power_iters`` warm-started power iterations on ``op``; store it and return the result."""
+        if self.vector is not None and self.vector.numel() != op.num_params:
+            raise ValueError(
+                f"the tracked eigenvector has {self.vector.numel()} entries but the operator acts on "
+                f"{op.num_params} parameters; the parameter set changed since the last refresh"
+            )
+        result = power_iterate(op, self.vector, self.power_iters, seed=self.seed)
+        vector = result.eigenvectors[0]
+        if self.vector is not None and torch.dot(vector, self.vector.to(vector)) < 0:
+            vector = -vector
+        self.vector = vector.detach()
+        self.eigenvalue = float(result.eigenvalues[0])
+        self.num_refreshes += 1
+        self.num_hvps += result.num_hvps
+        return result
+
+    def set_vector(self, vector: torch.Tensor, eigenvalue: float = math.nan) -> None:
+        """Use ``vector`` (flat ``(n,)``, normalised here) as the current estimate, e.g. a precomputed v1.
+
+        Raises:
+            ValueError: naming ``vector`` when it is not a non-zero flat tensor.
+        """
+        if not isinstance(vector, torch.Tensor) or vector.dim() != 1 or not bool(vector.norm() > 0):
+            raise ValueError("vector must be a non-zero flat tensor of shape (n,), n the number of parameters")
+        self.vector = (vector / vector.norm()).detach()
+        self.eigenvalue = float(eigenvalue)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue identically (the vector, counts and seed)."""
+        return {
+            "vector": None if self.vector is None else self.vector.clone(),
+            "eigenvalue": self.eigenvalue,
+            "num_refreshes": self.num_refreshes,
+            "num_hvps": self.num_hvps,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], *, like: torch.Tensor | None = None) -> None:
+        """Restore ``state_dict()``'s output; the vector moves to ``like``'s device and dtype when given.
+
+        Raises:
+            ValueError: naming ``state`` when keys are missing.
+        """
+        missing = {"vector", "eigenvalue", "num_refreshes", "num_hvps", "seed"} - set(state)
+        if missing:
+            raise ValueError(f"state is missing the tracker entries {sorted(missing)}")
+        vector = state["vector"]
+        if vector is not None and like is not None:
+            vector = vector.to(device=like.device, dtype=like.dtype)
+        self.vector = None if vector is None else vector.clone()
+        self.eigenvalue = float(state["eigenvalue"])
+        self.num_refreshes = int(state["num_refreshes"])
+        self.num_hvps = int(state["num_hvps"])
+        self.seed = int(state["seed"])
