@@ -139,7 +139,7 @@ def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
         (lambda: load_dataset("imagenet"), "name must be one of 'moons'.*'cifar100'"),
         (lambda: load_dataset("moons", noize=0.1), "unknown option.*'noize'.*allowed options: 'num_samples', 'noise'"),
         (lambda: load_dataset("moons", num_samples=3), "num_samples must be an integer >= 4"),
-        (lambda: load_dataset("moons", noise=-0.1), r"noise must be in \[0, inf\]"),
+        (lambda: load_dataset("moons", noise=-0.1), r"noise must be in \[0, inf\)"),
         (lambda: load_dataset("spirals", num_classes=1), "num_classes must be an integer >= 2"),
         (lambda: load_dataset("blobs", num_samples=5, num_classes=3), "num_samples must be an integer >= 6"),
         (lambda: load_dataset("blobs", test_fraction=1.0), r"test_fraction must be in \(0, 1\)"),

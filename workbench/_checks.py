@@ -79,5 +79,5 @@ def _range_text(minimum: int | None, maximum: int | None) -> str:
 
 def _interval_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
     left = ("[" if min_inclusive else "(") + ("-inf" if minimum is None else f"{minimum:g}")
-    right = ("inf" if maximum is None else f"{maximum:g}") + ("]" if max_inclusive else ")")
+    right = "inf)" if maximum is None else f"{maximum:g}" + ("]" if max_inclusive else ")")
     return f"{left}, {right}"
