@@ -8,7 +8,7 @@ import os
 # tiny, so threads buy nothing, and on a busy 2-core machine oversubscribed OpenMP threads slow them 10-100x.
 os.environ["OMP_NUM_THREADS"] = "1"
 
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass
 
 import pytest
 import torch

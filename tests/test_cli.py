@@ -9,8 +9,8 @@ import sys
 import pandas as pd
 import pytest
 
-from workbench.cli import config_from_args, main
 from workbench.cli import _build_parser as build_parser
+from workbench.cli import config_from_args, main
 
 TOY = ["--dataset", "moons", "--dataset-option", "num_samples=300", "--model", "mlp", "--batch-size", "32"]
 

@@ -17,7 +17,9 @@ from workbench.train.schedule import lr_factor
 
 class TestConfig:
     def test_json_round_trip(self, tmp_path):
-        config = TrainConfig(optimizer="xsam", alpha=1.0, lr_milestones=(0.3, 0.6), dataset_options={"num_samples": 500})
+        config = TrainConfig(
+            optimizer="xsam", alpha=1.0, lr_milestones=(0.3, 0.6), dataset_options={"num_samples": 500}
+        )
         config.save(tmp_path / "config.json")
         assert TrainConfig.load(tmp_path / "config.json") == config
 
@@ -48,7 +50,7 @@ class TestConfig:
             TrainConfig(**changes)
 
     def test_unknown_key_lists_the_allowed_ones(self):
-        with pytest.raises(ValueError, match="unknown config option.*learning_rate.*allowed: dataset"):
+        with pytest.raises(ValueError, match=r"unknown config option.*learning_rate.*allowed: dataset"):
             TrainConfig.from_dict({"learning_rate": 0.1})
 
 
