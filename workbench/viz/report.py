@@ -55,5 +55,6 @@ def write_report(runs: Mapping[str, pd.DataFrame], path: str | Path, *, title: s
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
-    path.with_suffix(".json").write_text(json.dumps(table.to_dict(orient="records"), indent=2) + "\n")
+    records = json.loads(table.to_json(orient="records"))  # NaN becomes null: valid JSON for every reader
+    path.with_suffix(".json").write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
     return path
