@@ -45,7 +45,10 @@ class HessianOperator:
             ``"auto"`` (= ``"graph"``).
         cache_graph: for ``hvp="graph"``, keep each batch's gradient graph between products (default: True
             for a single batch, False for several, where every product recomputes each batch's graph).
-        max_batched: largest number of vectors pushed through one vectorised HVP call in ``batched_matvec``.
+        max_batched: largest number of vectors pushed through one vectorised (``vmap``) HVP call in
+            ``batched_matvec``. Default 1, one product at a time: on CPU, vmap over 8 vectors was slower per
+            product than a loop for both engines on the benchmark CNN and MLP (``benchmarks/hvp_engines.py``,
+            benchmarks/RESULTS.md); raise it where measurements on your device say otherwise.
 
     Vectors are flat tensors of shape ``(num_params,)`` in the parameters' dtype and device, or per-parameter
     lists; ``matvec`` returns the same form it was given.
@@ -61,7 +64,7 @@ class HessianOperator:
         device: str | torch.device = "auto",
         hvp: str = "auto",
         cache_graph: bool | None = None,
-        max_batched: int = 16,
+        max_batched: int = 1,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
