@@ -54,7 +54,10 @@ EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most)
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What a callback receives: ``kind`` is "start", "probe", "step", "eval" or "end"."""
+    """What a callback receives: ``kind`` is "start", "probe", "step", "eval", "pause", "resume" or "end".
+
+    "pause" comes when a pause takes effect (between steps, history flushed), "resume" when the loop continues.
+    """
 
     kind: str
     step: int
@@ -177,8 +180,10 @@ class Trainer:
             if self.control.paused:
                 self.status = "paused"
                 self._flush()
+                self._emit("pause", {})
                 self.control.wait_while_paused()
                 self.status = "running"
+                self._emit("resume", {})
             if self.control.should_stop:
                 self.status, self.reason = "stopped", f"stopped by request at step {self.step}"
                 break
