@@ -1,4 +1,4 @@
-"""Two small engine additions the live notebooks need: pause/resume events and optimizer defaults by name."""
+"""Small engine additions the live notebooks need: boundary and pause/resume events, optimizer defaults by name."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def test_pause_and_resume_are_announced_to_callbacks_with_the_history_flushed(tm
     names = [kind for kind, _ in kinds]
     assert names.index("pause") < names.index("resume") < names.index("end")
     assert ("pause", 3) in kinds
+
+
+def test_a_checkpoint_taken_at_a_boundary_event_resumes_exactly(tmp_path):
+    config = TrainConfig(
+        dataset="moons", dataset_options={"num_samples": 200}, model="mlp", batch_size=32, steps=12,
+        probe_every=4, probe_batch_size=32, trace_samples=6, eval_every=3, schedule="constant",
+    )  # fmt: skip
+    data = load_dataset("moons", num_samples=200)
+    boundaries: list[int] = []
+    whole = Trainer(config, data=data)
+
+    def on_event(event) -> None:
+        if event.kind == "boundary":
+            boundaries.append(event.step)
+            if event.step == 6:  # right after an evaluation step: the eval rows of step 6 must be in it
+                whole.save_checkpoint(tmp_path / "at6.pt")
+
+    whole.callbacks.append(on_event)
+    whole.run()
+    assert boundaries == list(range(12))
+    resumed = Trainer.from_checkpoint(tmp_path / "at6.pt", data=data)
+    resumed.run()
+    untimed = [row for row in resumed.history.rows_since(0) if row[2] != "seconds"]
+    assert untimed == [row for row in whole.history.rows_since(0) if row[2] != "seconds"]
 
 
 @pytest.mark.parametrize(

@@ -54,9 +54,12 @@ EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most)
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What a callback receives: ``kind`` is "start", "probe", "step", "eval", "pause", "resume" or "end".
+    """What a callback receives: ``kind`` is "start", "boundary", "probe", "step", "eval", "pause", "resume" or
+    "end".
 
-    "pause" comes when a pause takes effect (between steps, history flushed), "resume" when the loop continues.
+    "boundary" comes before every step, where the weights, the history and the step counter agree (a checkpoint
+    taken there resumes exactly; "step" comes before that step's evaluation). "pause" comes when a pause takes
+    effect (history flushed), "resume" when the loop continues.
     """
 
     kind: str
@@ -177,6 +180,7 @@ class Trainer:
         if self.step == 0 and len(self.history) == 0:
             self._evaluate()
         while self.step < self.total_steps:
+            self._emit("boundary", {})
             if self.control.paused:
                 self.status = "paused"
                 self._flush()
