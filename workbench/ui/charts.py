@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -60,36 +61,45 @@ class Throttle:
 
 
 class _FollowedRun:
-    """The growing series of the run being trained, as lists appended from the history's new rows."""
+    """The growing series of the run being trained, extended from the history's new rows at every redraw.
+
+    Steps are kept as int32 and values as float64 arrays: plotly sends 1-D arrays of those types as binary
+    buffers (int64 would go as a JSON list, element by element).
+    """
 
     def __init__(self, history: History, first_trace: int) -> None:
         self.history = history
         self.first_trace = first_trace
         self.consumed = 0
-        self.steps: dict[str, list[int]] = {metric: [] for metric in DASHBOARD_METRICS}
-        self.values: dict[str, list[float]] = {metric: [] for metric in DASHBOARD_METRICS}
-        self.errors: dict[str, dict[int, float]] = {metric: {} for metric in ERROR_METRICS}
+        self.steps = {metric: np.zeros(0, np.int32) for metric in DASHBOARD_METRICS}
+        self.values = {metric: np.zeros(0) for metric in DASHBOARD_METRICS}
+        self.errors = {metric: np.zeros(0) for metric in ERROR_METRICS}
         self.changed: set[str] = set()
 
     def consume(self) -> None:
+        """Append the rows logged since the last call (a metric and its error are logged together)."""
         rows = self.history.rows_since(self.consumed)
         self.consumed += len(rows)
+        new: dict[str, tuple[list[int], list[float]]] = {}
+        errors_by_step: dict[str, dict[int, float]] = {metric: {} for metric in ERROR_METRICS}
         error_of = {error: metric for metric, error in ERROR_METRICS.items()}
         for step, _, metric, value in rows:
             if metric in self.steps:
-                self.steps[metric].append(step)
-                self.values[metric].append(value)
-                self.changed.add(metric)
+                steps, values = new.setdefault(metric, ([], []))
+                steps.append(step)
+                values.append(value)
             elif metric in error_of:
-                self.errors[error_of[metric]][step] = value
-                self.changed.add(error_of[metric])
+                errors_by_step[error_of[metric]][step] = value
+        for metric, (steps, values) in new.items():
+            self.steps[metric] = np.concatenate([self.steps[metric], np.asarray(steps, np.int32)])
+            self.values[metric] = np.concatenate([self.values[metric], np.asarray(values, float)])
+            if metric in self.errors:
+                errors = [errors_by_step[metric].get(step, np.nan) for step in steps]
+                self.errors[metric] = np.concatenate([self.errors[metric], np.asarray(errors, float)])
+            self.changed.add(metric)
 
     def series(self, metric: str) -> Series:
-        steps = np.asarray(self.steps[metric], dtype=np.int64)
-        errors = None
-        if metric in self.errors:
-            errors = np.array([self.errors[metric].get(int(step), np.nan) for step in steps])
-        return Series(steps, np.asarray(self.values[metric], dtype=float), errors)
+        return Series(self.steps[metric], self.values[metric], self.errors.get(metric))
 
 
 class LiveCharts:
@@ -99,6 +109,7 @@ class LiveCharts:
         max_points: points kept per curve, ≥ 2.
         min_interval: shortest time between redraws, seconds.
         budget: largest share of the elapsed time spent redrawing, in (0, 1].
+        on_redraw: called at every redraw, inside its timing and budget (e.g. a status line's update).
 
     Attributes:
         figure: the ``plotly.graph_objects.FigureWidget`` to display.
@@ -112,8 +123,10 @@ class LiveCharts:
         max_points: int = DEFAULT_MAX_POINTS,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         budget: float = DEFAULT_BUDGET,
+        on_redraw: Callable[[], None] | None = None,
     ) -> None:
         self.max_points = check_int("max_points", max_points, minimum=2)
+        self.on_redraw = on_redraw
         self.throttle = Throttle(min_interval, budget)
         self.figure = go.FigureWidget(dashboard_layout())
         self.seconds_drawing = 0.0
@@ -175,6 +188,8 @@ class LiveCharts:
                         if series.errors is not None:
                             trace.error_y = {"type": "data", "array": series.errors[keep], "thickness": 1}
                 followed.changed.clear()
+            if self.on_redraw is not None:
+                self.on_redraw()
         cost = time.perf_counter() - started
         self.throttle.done(started, cost)
         self.seconds_drawing += cost

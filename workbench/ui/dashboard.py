@@ -35,6 +35,7 @@ from workbench.viz.training_figures import training_figure
 
 _STYLE = {"description_width": "82px"}
 _FIELD = widgets.Layout(width="190px")
+_HIDDEN = widgets.Layout(width="190px", visibility="hidden")
 _BUTTON = widgets.Layout(width="110px")
 _SETTINGS = ("dataset", "model", "optimizer", "seed", "lr", "rho", "alpha", "freq", "epochs", "steps", "probe_every")
 _SHARPNESS = ("rho", "alpha", "freq")
@@ -67,7 +68,9 @@ class TrainingDashboard:
     ) -> None:
         self.base = config
         self.runs_dir = None if runs_dir is None else Path(runs_dir)
-        self.charts = LiveCharts(max_points=max_points, min_interval=min_interval, budget=budget)
+        self.charts = LiveCharts(
+            max_points=max_points, min_interval=min_interval, budget=budget, on_redraw=self._show_status
+        )
         self.run: LiveRun | None = None
         self.compared: dict[str, pd.DataFrame] = {}
         self._data: dict[str, DatasetSplits] = {}
@@ -369,9 +372,9 @@ class TrainingDashboard:
 
     def _on_event(self, event: TrainEvent) -> None:
         """Trainer callback, on the training thread: redraw when due (always at start, pause and end)."""
-        force = event.kind not in ("step", "probe", "eval")
-        if self.charts.refresh(force=force):
-            self._show_status()
+        if event.kind == "boundary":
+            return
+        self.charts.refresh(force=event.kind in _STATE_EVENTS or event.kind == "start")  # redraws the status too
         if event.kind in _STATE_EVENTS:
             self._sync_buttons()
 
@@ -396,6 +399,7 @@ class TrainingDashboard:
         self.status.value = " · ".join(parts)
 
     def _sync_buttons(self) -> None:
+        """Enable what makes sense now (called from either thread)."""
         run = self.run
         going = run is not None and run.running
         self.buttons["start"].disabled = going
@@ -408,7 +412,9 @@ class TrainingDashboard:
         self.buttons["pause"].icon = "play" if paused else "pause"
         taken = optimizer_options(self.controls["optimizer"].value)
         for name, control in self.controls.items():
-            control.disabled = going or (name in _SHARPNESS and name not in taken)
+            control.disabled = going
+            if name in _SHARPNESS:  # options the optimizer does not take are hidden, not shown as 0
+                control.layout = _FIELD if name in taken else _HIDDEN
 
 
 def training_dashboard(

@@ -28,6 +28,8 @@ Callback = Callable[[TrainEvent], None]
 OPTIMIZER_NAMES = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "eigensam": "Eigen-SAM", "xsam": "X-SAM"}
 #: Memory the recorded trajectory may take by default (bytes): 512 snapshots of the 32 k-parameter MNIST-1D CNN.
 DEFAULT_TRAJECTORY_BYTES = 64 * 2**20
+#: Trainer events at which weights, history and step counter agree: requests (snapshots, saves) are served there.
+_CONSISTENT_EVENTS = ("boundary", "pause", "end")
 #: Seconds of recent steps the steps/s figure averages over.
 RATE_WINDOW = 2.0
 
@@ -162,8 +164,8 @@ class LiveRun:
 
     @property
     def running(self) -> bool:
-        """Whether the worker thread is alive (running or paused)."""
-        return self._worker is not None and self._worker.is_alive()
+        """Whether the run is under way: started, not ended (it may be paused)."""
+        return self._worker is not None and self._worker.is_alive() and not self.ended
 
     @property
     def pause_requested(self) -> bool:
@@ -254,8 +256,8 @@ class LiveRun:
     def between_steps(self, function: Callable[[], T], timeout: float | None = None) -> T:
         """Run ``function()`` while the model is not being stepped, and return its result.
 
-        While training runs, the training thread calls it after the current step; while paused, not started or
-        ended, it runs here at once.
+        While training runs, the training thread calls it before the next step (at the Trainer's "boundary"
+        event, where a saved checkpoint resumes exactly); while paused, not started or ended, it runs here at once.
 
         Raises:
             TimeoutError: if the training thread did not reach a step boundary within ``timeout`` seconds.
@@ -288,8 +290,8 @@ class LiveRun:
         return self.between_steps(take)
 
     def save(self, run_dir: str | Path) -> Path:
-        """Write the run as it is now (at a step boundary) to ``run_dir``: config.json, history.csv, checkpoint.pt,
-        summary.json and trajectory.pt. ``LiveRun.open(run_dir)`` reopens it."""
+        """Write the run as it is now (between two steps) to ``run_dir``: config.json, history.csv, checkpoint.pt,
+        summary.json and trajectory.pt. ``LiveRun.open(run_dir)`` reopens it and continues exactly."""
         run_dir = Path(run_dir)
 
         def write() -> Path:
@@ -332,11 +334,13 @@ class LiveRun:
             self._recent.append((now, event.step))
             while self._recent and now - self._recent[0][0] > RATE_WINDOW and len(self._recent) > 2:
                 self._recent.popleft()
-        if event.kind in ("start", "step", "end"):
-            self.recorder.record(event.step, self.trainer.model, force=event.kind != "step")
+        if event.kind in ("start", "step", "end"):  # the first weights and the last are kept off the schedule too
+            force = event.kind == "end" or len(self.recorder) == 0
+            self.recorder.record(event.step, self.trainer.model, force=force)
         if event.kind in ("pause", "end") and self.trainer.run_dir is not None:
             self._save_trajectory(self.trainer.run_dir)
-        self._serve_requests()
+        if event.kind in _CONSISTENT_EVENTS:
+            self._serve_requests()
 
     def _serve_requests(self) -> None:
         while self._requests:

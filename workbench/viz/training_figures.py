@@ -46,7 +46,8 @@ PANEL_HEIGHT = 260  # pixels per row of panels
 
 @dataclass(frozen=True)
 class Series:
-    """One metric of one run: ``steps`` ``(m,)`` ints, ``values`` ``(m,)`` and optional ``errors`` ``(m,)``."""
+    """One metric of one run: ``steps`` ``(m,)`` int32 (a binary array for plotly; int64 goes as a JSON list),
+    ``values`` ``(m,)`` float64 and optional ``errors`` ``(m,)``."""
 
     steps: np.ndarray
     values: np.ndarray
@@ -89,7 +90,8 @@ def thin_indices(count: int, max_points: int) -> np.ndarray:
         raise ValueError(f"max_points must be an integer >= 2, got {max_points}")
     if count <= max_points:
         return np.arange(count)
-    return np.unique(np.linspace(0, count - 1, max_points).round().astype(np.int64))
+    # spacing (count - 1) / (max_points - 1) > 1, so the rounded positions are already strictly increasing
+    return np.linspace(0, count - 1, max_points).round().astype(np.int64)
 
 
 def run_traces(label: str, color: str, series: Mapping[str, Series], *, max_points: int) -> list[go.Scatter]:
@@ -101,7 +103,7 @@ def run_traces(label: str, color: str, series: Mapping[str, Series], *, max_poin
     for panel_index, panel in enumerate(DASHBOARD_PANELS):
         axis = "" if panel_index == 0 else str(panel_index + 1)
         for metric in panel.metrics:
-            data = series.get(metric, Series(np.zeros(0, np.int64), np.zeros(0)))
+            data = series.get(metric, Series(np.zeros(0, np.int32), np.zeros(0)))
             keep = thin_indices(len(data.steps), max_points)
             error = None if data.errors is None else {"type": "data", "array": data.errors[keep], "thickness": 1}
             traces.append(
@@ -135,7 +137,7 @@ def history_series(frame: pd.DataFrame) -> dict[str, Series]:
         if metric in ERROR_METRICS:
             error_rows = frame[frame.metric == ERROR_METRICS[metric]].set_index("step").value
             errors = error_rows.reindex(rows.step).to_numpy(dtype=float)
-        series[metric] = Series(rows.step.to_numpy(dtype=np.int64), rows.value.to_numpy(dtype=float), errors)
+        series[metric] = Series(rows.step.to_numpy(dtype=np.int32), rows.value.to_numpy(dtype=float), errors)
     return series
 
 
