@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 
+from workbench._checks import check_choice
 from workbench.optim import ASAM, SAM, XSAM, EigenSAM
-from workbench.train.config import TrainConfig
+from workbench.train.config import OPTIMIZERS, TrainConfig
 
 _SHARPNESS_OPTIONS = {
     "sgd": (),
@@ -14,6 +18,22 @@ _SHARPNESS_OPTIONS = {
     "eigensam": ("rho", "alpha", "freq", "power_iters"),
     "xsam": ("rho", "alpha", "freq", "power_iters"),
 }
+
+_CLASSES = {"sam": SAM, "asam": ASAM, "eigensam": EigenSAM, "xsam": XSAM}
+
+
+def optimizer_options(name: str) -> dict[str, Any]:
+    """The sharpness options optimizer ``name`` takes (of rho, alpha, freq, power_iters), mapped to its paper's
+    defaults, i.e. what a ``None`` in the config means (for CLIs and widgets, like ``dataset_options``).
+
+    Raises:
+        ValueError: for an unknown ``name``, listing the known ones.
+    """
+    check_choice("name", name, OPTIMIZERS)
+    if name == "sgd":
+        return {}
+    parameters = inspect.signature(_CLASSES[name]).parameters
+    return {option: parameters[option].default for option in _SHARPNESS_OPTIONS[name]}
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int) -> torch.optim.Optimizer:

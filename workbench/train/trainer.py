@@ -54,7 +54,13 @@ EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most)
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What a callback receives: ``kind`` is "start", "probe", "step", "eval" or "end"."""
+    """What a callback receives: ``kind`` is "start", "boundary", "probe", "step", "eval", "pause", "resume" or
+    "end".
+
+    "boundary" comes before every step, where the weights, the history and the step counter agree (a checkpoint
+    taken there resumes exactly; "step" comes before that step's evaluation). "pause" comes when a pause takes
+    effect (history flushed), "resume" when the loop continues.
+    """
 
     kind: str
     step: int
@@ -174,11 +180,14 @@ class Trainer:
         if self.step == 0 and len(self.history) == 0:
             self._evaluate()
         while self.step < self.total_steps:
+            self._emit("boundary", {})
             if self.control.paused:
                 self.status = "paused"
                 self._flush()
+                self._emit("pause", {})
                 self.control.wait_while_paused()
                 self.status = "running"
+                self._emit("resume", {})
             if self.control.should_stop:
                 self.status, self.reason = "stopped", f"stopped by request at step {self.step}"
                 break
