@@ -46,7 +46,14 @@ POINT_COUNT_JS = """() => {
 KERNEL_IDLE_JS = "() => /ipykernel\\) \\| Idle/.test(document.body.innerText)"
 STEP_PATTERN = re.compile(r"step (\d+) / (\d+)")
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing (pip install playwright)")
+# CI (.ci/run) sets WORKBENCH_REQUIRE_BROWSER=1: there a missing browser or playwright fails the run, never skips it.
+REQUIRE_BROWSER = os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1"
+if REQUIRE_BROWSER and CHROMIUM is None:
+    raise RuntimeError("WORKBENCH_REQUIRE_BROWSER=1 but Debian's chromium is not installed (apt-get install -y chromium)")
+if REQUIRE_BROWSER:
+    import playwright.sync_api as playwright_api
+else:
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing (pip install playwright)")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium)"),
