@@ -35,10 +35,11 @@ from typing import Any
 
 import yaml
 
+from workbench._checks import check_choice
 from workbench._options import check_options
-from workbench.datasets import dataset_options
+from workbench.datasets import DATASETS, dataset_options
 from workbench.devices import resolve_device
-from workbench.models import model_options
+from workbench.models import MODELS, model_options
 from workbench.train import TrainConfig
 from workbench.train.optimizers import check_optimizer_options
 
@@ -223,12 +224,16 @@ def _check_run(options: dict[str, Any], where: str) -> None:
     """Everything that can be checked without loading data or building a model."""
     try:
         config = TrainConfig.from_dict(options)
+        check_choice("dataset", config.dataset, DATASETS)
+        check_choice("model", config.model, MODELS)
         check_options(f"dataset {config.dataset!r}", config.dataset_options, dataset_options(config.dataset))
         check_options(f"model {config.model!r}", config.model_options, model_options(config.model))
         check_optimizer_options(config)
         resolve_device(config.device)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    except TypeError as error:  # e.g. a number where TrainConfig expects a list (lr_milestones)
+        raise ValueError(f"{where}: a value has the wrong type ({error})") from None
 
 
 def _check_notebook_parameters(notebook: Path, options: set[str], source: str) -> None:

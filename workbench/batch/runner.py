@@ -2,8 +2,8 @@
 
 Threads: each run's kernel gets ``OMP_NUM_THREADS=threads_per_run`` (default 1), so N workers on N cores use one
 core each; more OpenMP threads than cores slow a busy CPU down many times over. Give a GPU run more threads
-(and fewer workers) when its data pipeline needs them. ``PYTHONPATH`` and the rest of the environment pass to
-the workers and their kernels unchanged.
+(and fewer workers) when its data pipeline needs them. The rest of the environment passes to the workers and
+their kernels, with the checkout this ``workbench`` was imported from first on ``PYTHONPATH``.
 
 Re-running the same grid into the same output is the way to resume: finished runs (result.json with status
 "finished") are skipped, failed and interrupted ones run again from the start. One batch at a time may use an
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import site
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from typing import IO
 
 from tqdm.auto import tqdm
 
+import workbench
 from workbench._checks import check_int
 from workbench.batch.grid import Grid, RunSpec, load_grid
 from workbench.batch.records import (
@@ -117,7 +119,7 @@ def run_batch(
             if run in todo:
                 (output / run.name).mkdir(exist_ok=True)
                 write_json(output / run.name / PARAMS_FILE, _params(run, index, grid))
-        environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run)}
+        environment = _worker_environment(threads_per_run)
         ended = _execute(todo, output, workers, kernel_name, environment, progress, len(grid.runs), len(skipped))
     finished = tuple(name for name in ended if run_state(output / name) == FINISHED)
     diverged = tuple(
@@ -125,6 +127,18 @@ def run_batch(
     )
     failed = tuple(name for name in ended if name not in finished)
     return BatchSummary(output, finished, skipped, failed, diverged)
+
+
+def _worker_environment(threads_per_run: int) -> dict[str, str]:
+    """This process's environment with ``OMP_NUM_THREADS`` set, and, when ``workbench`` was imported from a source
+    checkout rather than a site directory, that checkout first on ``PYTHONPATH``: workers and kernels (which start
+    in the run folder) then import the same ``workbench`` as the batch, not another installed copy."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run)}
+    checkout = Path(workbench.__file__).resolve().parents[1]
+    site_directories = {Path(path).resolve() for path in [*site.getsitepackages(), site.getusersitepackages()]}
+    if checkout not in site_directories:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
+    return environment
 
 
 def _params(run: RunSpec, index: int, grid: Grid) -> dict[str, object]:

@@ -78,7 +78,7 @@ def execute_run(folder: Path, *, kernel_name: str) -> bool:
         failure = {
             "error": error.ename,
             "message": _ANSI.sub("", str(error.evalue)),
-            "cell_index": error.cell_index,
+            "execution_count": error.exec_count,  # the failing cell's In [n] in the kept notebook
             "traceback": _ANSI.sub("", "\n".join(error.traceback)),
         }
         write_json(folder / ERROR_FILE, {"status": FAILED, **record, **failure, **_ended(clock)})

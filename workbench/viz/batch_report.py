@@ -24,7 +24,9 @@ from workbench.viz.batch_figures import (
 SUMMARY_METRICS = (
     "final_test_accuracy",
     "generalization_gap",
+    "final_test_loss",
     "final_lambda_1",
+    "mean_lambda_1",
     "final_trace",
     "mean_alignment_eps_v1",
     "mean_angle_g_v1",
