@@ -100,7 +100,7 @@ def run_batch(
         workers: runs executed at once, >= 1; None: ``default_workers()``.
         kernel_name: the Jupyter kernel the notebooks run in.
         threads_per_run: ``OMP_NUM_THREADS`` of each run's kernel, >= 1.
-        progress: show a progress bar of runs (and one line per ended run).
+        progress: show a progress bar of runs (a line per ended run is printed to stderr either way).
 
     Raises:
         ValueError: for an invalid grid, an unknown kernel, bad ``workers``/``threads_per_run``, or an output
@@ -178,8 +178,7 @@ def _execute(
                 line = _outcome(output / run.name, process.returncode)
                 ended.append(run.name)
                 bar.update(1)
-                if progress:
-                    bar.write(line)
+                tqdm.write(line, file=sys.stderr)
     finally:
         for process, (_, log) in active.items():
             process.terminate()
