@@ -1,4 +1,4 @@
-"""The ``workbench`` command: ``train``, ``report`` and ``demo`` (the README's main job).
+"""The ``workbench`` command: ``train``, ``report``, ``demo`` (the README's main job) and ``batch run|collect``.
 
 Bad options exit with status 2 and a message naming the option and its allowed values.
 """
@@ -60,7 +60,32 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a much shorter run (seconds), for smoke tests")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo_command)
+    _add_batch_commands(commands)
     return parser
+
+
+def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
+    """``workbench batch run GRID.yaml`` and ``workbench batch collect DIR`` (two words: a grid file may be named
+    anything, "collect" included)."""
+    batch = commands.add_parser("batch", help="run a notebook over a grid of parameters (papermill), then collect")
+    actions = batch.add_subparsers(dest="action", required=True)
+    run = actions.add_parser(
+        "run", help="execute a grid file's runs in parallel; finished runs are skipped, failed and interrupted re-run"
+    )
+    run.add_argument("grid", type=Path, help="grid file (YAML; schema in workbench/batch/grid.py and docs)")
+    run.add_argument("--output", type=Path, help="batch folder (default runs/<grid file name>)")
+    run.add_argument("--workers", type=int, help="runs at once (default: the number of CPU cores)")
+    run.add_argument("--threads-per-run", type=int, default=1, help="OMP_NUM_THREADS of each run's kernel (default 1)")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and their state; execute nothing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_batch_run_command)
+    collect = actions.add_parser(
+        "collect", help="gather a batch folder into results.parquet/.csv, summary.md and report.html"
+    )
+    collect.add_argument("output", type=Path, help="batch folder (written by `workbench batch run`)")
+    collect.add_argument("--title", help="report title (default: Batch <folder name>)")
+    collect.set_defaults(handler=_batch_collect_command)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +175,39 @@ def _demo_command(args: argparse.Namespace) -> int:
 
     report = run_demo(args.output, quick=args.quick, progress=not args.no_progress)
     print(f"report: {report}")
+    return 0
+
+
+def _batch_run_command(args: argparse.Namespace) -> int:
+    from workbench.batch import load_grid, run_batch
+    from workbench.batch.records import run_state
+
+    grid = load_grid(args.grid)
+    output = args.output or Path("runs") / args.grid.stem
+    if args.dry_run:
+        for run in grid.runs:
+            print(f"{run_state(output / run.name):10s} {run.name}")
+        print(f"{len(grid.runs)} runs of {grid.notebook.name} into {output}")
+        return 0
+    summary = run_batch(
+        grid,
+        output,
+        workers=args.workers,
+        kernel_name=args.kernel,
+        threads_per_run=args.threads_per_run,
+        progress=not args.no_progress,
+    )
+    print(summary.describe())
+    print(f"collect: workbench batch collect {output}")
+    return 0 if summary.ok else 1
+
+
+def _batch_collect_command(args: argparse.Namespace) -> int:
+    from workbench.batch import collect
+
+    collection = collect(args.output, title=args.title)
+    print(collection.files["summary.md"].read_text(), end="")
+    print(f"report: {collection.files['report.html']}")
     return 0
 
 

@@ -36,6 +36,20 @@ def optimizer_options(name: str) -> dict[str, Any]:
     return {option: parameters[option].default for option in _SHARPNESS_OPTIONS[name]}
 
 
+def check_optimizer_options(config: TrainConfig) -> None:
+    """Check that ``config`` sets only the sharpness options its optimizer takes (without building anything).
+
+    Raises:
+        ValueError: naming the stray options and the ones ``config.optimizer`` takes (e.g. ``alpha`` for SAM).
+    """
+    accepted = _SHARPNESS_OPTIONS[config.optimizer]
+    stray = [name for name in ("rho", "alpha", "freq", "power_iters") if getattr(config, name) is not None]
+    stray = [name for name in stray if name not in accepted]
+    if stray:
+        takes = ", ".join(accepted) or "none of them"
+        raise ValueError(f"optimizer {config.optimizer!r} takes no {', '.join(stray)} (it takes: {takes})")
+
+
 def build_optimizer(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int) -> torch.optim.Optimizer:
     """The optimizer ``config.optimizer`` over ``model``'s parameters, SGD(momentum, weight decay) as its base.
 
@@ -43,15 +57,11 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module, steps_per_epoch
     training loops do, and get ``model`` so BatchNorm statistics are kept from the first pass only.
 
     Raises:
-        ValueError: when an option is set that the chosen optimizer does not take (e.g. ``alpha`` for SAM).
+        ValueError: when an option is set that the chosen optimizer does not take (see ``check_optimizer_options``).
     """
+    check_optimizer_options(config)
     base = {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
     accepted = _SHARPNESS_OPTIONS[config.optimizer]
-    stray = [name for name in ("rho", "alpha", "freq", "power_iters") if getattr(config, name) is not None]
-    stray = [name for name in stray if name not in accepted]
-    if stray:
-        takes = ", ".join(accepted) or "none of them"
-        raise ValueError(f"optimizer {config.optimizer!r} takes no {', '.join(stray)} (it takes: {takes})")
     extra = {name: getattr(config, name) for name in accepted if getattr(config, name) is not None}
     params = model.parameters()
     if config.optimizer == "sgd":
