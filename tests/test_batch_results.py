@@ -13,12 +13,12 @@ import pandas as pd
 import papermill
 import pytest
 
-from workbench.batch import config_from_parameters
+from workbench.batch import config_from_parameters, paired_comparison
 from workbench.batch.records import run_metrics, run_state, write_json
 from workbench.runs import QUICK_DEMO_CHANGES
 from workbench.train import TrainConfig
 from workbench.viz.batch_figures import seed_curves, seed_curves_figure, seed_statistics, seed_summary_figure
-from workbench.viz.batch_report import format_statistics, statistics_markdown, write_batch_report
+from workbench.viz.batch_report import format_comparison, format_statistics, statistics_markdown, write_batch_report
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_reproduce_papers.ipynb"
 
@@ -88,6 +88,27 @@ def test_seed_statistics_keep_the_group_order_and_skip_missing_values(runs):
     markdown = statistics_markdown(statistics, ["mean_alignment_eps_v1"])
     assert markdown.splitlines()[0] == "| group | runs | mean \\|cos∠(ε, v1)\\| |"  # pipes escaped for Markdown
     assert len(markdown.splitlines()) == 5
+
+
+def test_paired_comparison_subtracts_the_reference_seed_by_seed():
+    runs = pd.DataFrame(
+        {
+            "group": ["sam", "sam", "sam", "xsam", "xsam", "xsam", "sgd"],
+            "seed": [0, 1, 2, 0, 1, 2, 0],
+            "final_test_accuracy": [0.70, 0.72, 0.68, 0.71, 0.75, 0.68, 0.60],
+        }
+    )
+    comparison = paired_comparison(runs, ["final_test_accuracy"], reference="sam")
+    xsam, sgd = comparison.iloc[0], comparison.iloc[1]
+    # xsam − sam per seed: +0.01, +0.03, 0.00 → mean 0.01333, sample std 0.01528; t = mean / (std / √3) = 1.512
+    assert xsam.group == "xsam" and xsam.pairs == 3 and xsam.higher == 2
+    assert xsam.mean_difference == pytest.approx(0.04 / 3) and xsam.std_difference == pytest.approx(0.015275, abs=1e-5)
+    assert xsam.p_value == pytest.approx(0.2697, abs=1e-3)  # two-sided Student t with 2 degrees of freedom
+    assert sgd.pairs == 1 and sgd.mean_difference == pytest.approx(-0.10) and math.isnan(sgd.p_value)
+    table = format_comparison(comparison, "sam")
+    assert table.iloc[0].tolist() == ["xsam", "final test accuracy", "0.01333 ± 0.015", "2 / 3", "0.2697"]
+    with pytest.raises(ValueError, match="reference"):
+        paired_comparison(runs, ["final_test_accuracy"], reference="asam")
 
 
 def test_seed_curves_average_each_step_over_a_groups_runs():

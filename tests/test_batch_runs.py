@@ -28,7 +28,7 @@ def test_the_quick_grid_runs_notebook_05_and_collects_into_a_four_row_table(tmp_
     summary = run_batch(REPO / "grids" / "quick.yaml", output, workers=2, progress=False)
     assert summary.ok and len(summary.finished) == 4 and not summary.skipped
 
-    collection = collect(output)
+    collection = collect(output, reference="sgd")
     runs = collection.runs
     assert len(runs) == 4 and set(runs.state) == {"finished"} and set(runs.train_status) == {"finished"}
     assert list(runs.group) == ["sgd", "eigensam", "sgd", "eigensam"]  # the grid's order: seed 0 first
@@ -42,6 +42,11 @@ def test_the_quick_grid_runs_notebook_05_and_collects_into_a_four_row_table(tmp_
     assert set(pd.read_parquet(output / "histories.parquet").run) == set(runs.run)
     assert "| sgd | 2 |" in (output / "summary.md").read_text()
     assert "plotly" in (output / "report.html").read_text()
+    paired = collection.comparison.set_index("metric").loc["final_test_accuracy"]
+    by_seed = runs.pivot(index="seed", columns="group", values="final_test_accuracy")
+    assert paired.group == "eigensam" and paired.pairs == 2
+    assert paired.mean_difference == pytest.approx((by_seed.eigensam - by_seed.sgd).mean())
+    assert "against sgd" in (output / "report.html").read_text() and (output / "comparison.md").exists()
 
     folder = output / runs.run[1]
     result = json.loads((folder / RESULT_FILE).read_text())

@@ -49,7 +49,7 @@ STEP_PATTERN = re.compile(r"step (\d+) / (\d+)")
 # CI (.ci/run) sets WORKBENCH_REQUIRE_BROWSER=1: there a missing browser or playwright fails the run, never skips it.
 REQUIRE_BROWSER = os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1"
 if REQUIRE_BROWSER and CHROMIUM is None:
-    raise RuntimeError("WORKBENCH_REQUIRE_BROWSER=1 but Debian's chromium is not installed (apt-get install -y chromium)")
+    raise RuntimeError("WORKBENCH_REQUIRE_BROWSER=1 but Debian's chromium is missing (apt-get install -y chromium)")
 if REQUIRE_BROWSER:
     import playwright.sync_api as playwright_api
 else:

@@ -85,6 +85,9 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     )
     collect.add_argument("output", type=Path, help="batch folder (written by `workbench batch run`)")
     collect.add_argument("--title", help="report title (default: Batch <folder name>)")
+    collect.add_argument(
+        "--reference", help="a group to compare every other group with, paired by seed (e.g. sam)", default=None
+    )
     collect.set_defaults(handler=_batch_collect_command)
 
 
@@ -205,8 +208,11 @@ def _batch_run_command(args: argparse.Namespace) -> int:
 def _batch_collect_command(args: argparse.Namespace) -> int:
     from workbench.batch import collect
 
-    collection = collect(args.output, title=args.title)
+    collection = collect(args.output, title=args.title, reference=args.reference)
     print(collection.files["summary.md"].read_text(), end="")
+    if "comparison.md" in collection.files:
+        print(f"\npaired by seed, against {args.reference}:")
+        print(collection.files["comparison.md"].read_text(), end="")
     print(f"report: {collection.files['report.html']}")
     return 0
 

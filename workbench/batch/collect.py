@@ -5,6 +5,8 @@ Files written into the batch folder:
                                    its full TrainConfig (dict and list values as JSON text)
     histories.parquet              the finished runs' histories stacked, with ``run`` and ``group`` columns
     summary.csv, summary.md        mean, std and count over seeds per group (finished runs)
+    comparison.csv, comparison.md  with a ``reference`` group: every other group against it, paired by seed
+                                   (``workbench.batch.comparison.paired_comparison``)
     report.html                    ``workbench.viz.batch_report.write_batch_report``
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.batch.comparison import paired_comparison
 from workbench.batch.records import (
     ERROR_FILE,
     FINISHED,
@@ -29,24 +32,38 @@ from workbench.batch.records import (
 )
 from workbench.train import History, TrainConfig
 from workbench.viz.batch_figures import seed_statistics
-from workbench.viz.batch_report import SUMMARY_METRICS, statistics_markdown, write_batch_report
+from workbench.viz.batch_report import (
+    SUMMARY_METRICS,
+    format_comparison,
+    markdown_table,
+    statistics_markdown,
+    write_batch_report,
+)
 
 
 @dataclass(frozen=True)
 class Collection:
-    """A collected batch: ``runs`` (one row per run), ``statistics`` (per group, over the finished runs'
-    seeds; see ``seed_statistics``) and the paths of the files written, by name."""
+    """A collected batch: ``runs`` (one row per run), ``statistics`` (per group, over the finished runs' seeds;
+    see ``seed_statistics``), ``comparison`` (``paired_comparison`` against the reference group; None without
+    one) and the paths of the files written, by name."""
 
     runs: pd.DataFrame
     statistics: pd.DataFrame
+    comparison: pd.DataFrame | None
     files: dict[str, Path]
 
 
-def collect(output: str | Path, *, title: str | None = None) -> Collection:
+def collect(output: str | Path, *, title: str | None = None, reference: str | None = None) -> Collection:
     """Collect every run folder of ``output`` (finished or not) and write the tables and the report there.
 
+    Args:
+        output: the batch folder.
+        title: the report's title (default: "Batch <folder name>").
+        reference: a group to compare every other group with, paired by seed (None: no paired comparison).
+
     Raises:
-        ValueError: when ``output`` holds no run folders (none with a params.json).
+        ValueError: when ``output`` holds no run folders (none with a params.json), or naming ``reference`` when
+            no finished run belongs to that group.
     """
     output = Path(output)
     specs = [read_json(path) | {"folder": path.parent} for path in output.glob(f"*/{PARAMS_FILE}")]
@@ -57,6 +74,7 @@ def collect(output: str | Path, *, title: str | None = None) -> Collection:
     finished = runs[runs.state == FINISHED]
     histories = pd.concat([_history(spec) for spec in specs if run_state(spec["folder"]) == FINISHED] or [_empty()])
     statistics = seed_statistics(finished, SUMMARY_METRICS)
+    comparison = None if reference is None else paired_comparison(finished, SUMMARY_METRICS, reference=reference)
     files = {
         "results.parquet": output / "results.parquet",
         "results.csv": output / "results.csv",
@@ -69,11 +87,22 @@ def collect(output: str | Path, *, title: str | None = None) -> Collection:
     histories.to_parquet(files["histories.parquet"], index=False)
     statistics.to_csv(files["summary.csv"], index=False)
     files["summary.md"].write_text(statistics_markdown(statistics, SUMMARY_METRICS))
+    if comparison is not None:
+        files["comparison.csv"] = output / "comparison.csv"
+        files["comparison.md"] = output / "comparison.md"
+        comparison.to_csv(files["comparison.csv"], index=False)
+        files["comparison.md"].write_text(markdown_table(format_comparison(comparison, reference)))
     notes = _notes(specs, runs)
     files["report.html"] = write_batch_report(
-        runs, histories, output / "report.html", title=title or f"Batch {output.resolve().name}", notes=notes
+        runs,
+        histories,
+        output / "report.html",
+        title=title or f"Batch {output.resolve().name}",
+        notes=notes,
+        comparison=comparison,
+        reference=reference,
     )
-    return Collection(runs, statistics, files)
+    return Collection(runs, statistics, comparison, files)
 
 
 def _row(spec: dict[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,28 @@ def format_statistics(statistics: pd.DataFrame, metrics: Sequence[str], *, by: s
 
 def statistics_markdown(statistics: pd.DataFrame, metrics: Sequence[str], *, by: str = "group") -> str:
     """``format_statistics`` as a Markdown table (for docs and terminals)."""
-    table = format_statistics(statistics, metrics, by=by)
+    return markdown_table(format_statistics(statistics, metrics, by=by))
+
+
+def format_comparison(comparison: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """``workbench.batch.comparison.paired_comparison`` as text: group, metric title, "mean ± std" of the paired
+    difference to ``reference``, seeds where the group is higher ("k / n"), and the paired t-test's p-value."""
+    return pd.DataFrame(
+        {
+            "group": comparison.group,
+            "metric": [BATCH_METRIC_TITLES.get(metric, metric) for metric in comparison.metric],
+            f"group − {reference} (mean ± std over seeds)": [
+                _mean_std(mean, std)
+                for mean, std in zip(comparison.mean_difference, comparison.std_difference, strict=True)
+            ],
+            "seeds where higher": [f"{k} / {n}" for k, n in zip(comparison.higher, comparison.pairs, strict=True)],
+            "paired t-test p": [_cell(p) for p in comparison.p_value],
+        }
+    )
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A text table as Markdown (for docs and terminals)."""
 
     def line(cells: Sequence[object]) -> str:
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
@@ -71,6 +92,8 @@ def write_batch_report(
     notes: str = "",
     metrics: Sequence[str] = SUMMARY_METRICS,
     curve_metrics: Sequence[str] = CURVE_METRICS,
+    comparison: pd.DataFrame | None = None,
+    reference: str | None = None,
 ) -> Path:
     """Write the report of a batch to ``path``.
 
@@ -82,6 +105,8 @@ def write_batch_report(
         notes: a paragraph under the title (the grid's description, failures).
         metrics: summary metrics in the table and the mean ± std figure.
         curve_metrics: history metrics drawn as seed-averaged curves.
+        comparison: ``paired_comparison`` against ``reference``, shown as a table when given.
+        reference: the group ``comparison`` compares with.
     """
     path = Path(path)
     finished = runs[runs.state == "finished"]
@@ -98,6 +123,9 @@ def write_batch_report(
         finished, metrics, title="final and mean-over-training values, per run and mean ± std"
     )
     parts.append(summary.to_html(full_html=False, include_plotlyjs=True))
+    if comparison is not None and reference is not None:
+        parts.append(f"<h2>Paired by seed, against {html.escape(reference)}</h2>")
+        parts.append(format_comparison(comparison, reference).to_html(index=False))
     curves = seed_curves_figure(seed_curves(histories, curve_metrics), curve_metrics, title="mean ± std over seeds")
     parts.append("<h2>Over training</h2>")
     parts.append(curves.to_html(full_html=False, include_plotlyjs=False))
