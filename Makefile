@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Small models: one torch thread per process is fastest (more threads oversubscribe a busy machine); override freely.
 run: setup
-	$(BIN)/workbench demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/workbench demo
 
 test: setup
 	$(BIN)/ruff check .
@@ -27,7 +28,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m pip install -q "hessian-eigenthings>=1.0.0a5"
-	$(BIN)/python benchmarks/curvature_vs_pyhessian.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/curvature_vs_pyhessian.py --threads 1
 
 clean:
 	rm -rf $(VENV) runs
