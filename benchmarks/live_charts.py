@@ -7,8 +7,9 @@ reads them, as a front end would). In it, the same config is trained alternately
 * *dashboard*: ``training_dashboard(config)``, displayed, then ``start(); join()`` (charts and status line
   redrawn from the training thread, throttled),
 
-and the script prints the median steps/s of each, the overhead, and the share of wall time the charts spent
-redrawing. A second part times one forced redraw of all eight curves against the points kept per curve.
+and the script prints the median steps/s of each, the overhead in steps/s and in process CPU time per step (the
+steadier of the two on a shared machine), and the share of wall time the charts spent redrawing. A second part
+times one forced redraw of all eight curves against the points kept per curve.
 
     PYTHONPATH=. python benchmarks/live_charts.py --steps 400 --repeats 5
 """
@@ -39,19 +40,23 @@ KERNEL_CODE = textwrap.dedent(
 
     def plain():
         run = LiveRun(config, data=data)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         run.start().join()
-        return {{"steps_per_second": run.trainer.step / (time.perf_counter() - started)}}
+        return {{
+            "steps_per_second": run.trainer.step / (time.perf_counter() - started),
+            "cpu_per_step": (time.process_time() - cpu) / run.trainer.step,
+        }}
 
     def dashboard():
         panel = training_dashboard(config)
         display(panel)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         panel.start()
         panel.join()
         wall = time.perf_counter() - started
         return {{
             "steps_per_second": panel.run.trainer.step / wall,
+            "cpu_per_step": (time.process_time() - cpu) / panel.run.trainer.step,
             "draw_share": panel.charts.seconds_drawing / wall,
             "redraws_per_second": panel.charts.redraws / wall,
         }}
@@ -127,6 +132,9 @@ def main() -> None:
     plain = [run["steps_per_second"] for run in results["runs"]["plain"]]
     charted = [run["steps_per_second"] for run in results["runs"]["dashboard"]]
     paired = [1 - c / p for p, c in zip(plain, charted, strict=True)]
+    cpu_plain = [run["cpu_per_step"] for run in results["runs"]["plain"]]
+    cpu_charted = [run["cpu_per_step"] for run in results["runs"]["dashboard"]]
+    cpu_paired = [c / p - 1 for p, c in zip(cpu_plain, cpu_charted, strict=True)]
     draw = [run["draw_share"] for run in results["runs"]["dashboard"]]
     redraws = [run["redraws_per_second"] for run in results["runs"]["dashboard"]]
     print(f"config: {config}, {args.repeats} interleaved repeats, medians")
@@ -134,6 +142,8 @@ def main() -> None:
     print(f"dashboard (charts)   {statistics.median(charted):8.1f} steps/s   runs {[round(v, 1) for v in charted]}")
     pairs = [f"{100 * v:.1f}" for v in paired]
     print(f"throughput overhead  {100 * statistics.median(paired):8.2f} %   (paired runs {pairs})")
+    cpu_pairs = [f"{100 * v:.1f}" for v in cpu_paired]
+    print(f"CPU time per step    {100 * statistics.median(cpu_paired):8.2f} % more with charts (paired {cpu_pairs})")
     print(
         f"charts' share of wall time {100 * statistics.median(draw):.2f} %, {statistics.median(redraws):.1f} redraws/s"
     )
