@@ -1,4 +1,4 @@
-"""Small helpers the panels share: setting widgets by name, and an error line."""
+"""What the panels share: a base class (display and set by name), setting widgets by name, and an error line."""
 
 from __future__ import annotations
 
@@ -25,3 +25,24 @@ def set_values(controls: Mapping[str, widgets.ValueWidget], settings: Mapping[st
 def error_html(error: BaseException | str) -> str:
     """An error message for a status line (escaped, in red)."""
     return f"<span style='color:#b00020'>{html.escape(str(error))}</span>"
+
+
+class Panel:
+    """A panel of widgets: displaying it displays ``widget``; ``controls`` are its settings by name.
+
+    Subclasses set ``widget`` and ``controls`` in their constructor.
+    """
+
+    widget: widgets.Widget
+    controls: dict[str, widgets.ValueWidget]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def set(self, **settings: Any) -> None:
+        """Set widgets by name (the keys of ``controls``).
+
+        Raises:
+            ValueError: for an unknown name, listing the known ones.
+        """
+        set_values(self.controls, settings)

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 from workbench.datasets import DATASETS, DatasetSplits, load_dataset
 from workbench.models import MODELS
 from workbench.train import History, TrainConfig, TrainEvent, optimizer_options
-from workbench.ui._widgets import error_html, set_values
+from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
 from workbench.ui.live_run import OPTIMIZER_NAMES, LiveRun, run_label
 from workbench.ui.snapshot import ModelSnapshot
@@ -42,7 +42,7 @@ _SHARPNESS = ("rho", "alpha", "freq")
 _STATE_EVENTS = ("pause", "resume", "end", "error")
 
 
-class TrainingDashboard:
+class TrainingDashboard(Panel):
     """Widgets around a ``LiveRun`` and a ``LiveCharts``; display it by leaving it last in a cell.
 
     Args:
@@ -121,9 +121,6 @@ class TrainingDashboard:
             ]
         )
         self._sync_buttons()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return self.widget._repr_mimebundle_(**kwargs)
 
     # -- settings ---------------------------------------------------------------------------------------------------
 

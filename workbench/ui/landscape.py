@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from workbench._checks import check_choice, check_float, check_int
 from workbench.probes import LossSlice1D, LossSlice2D
-from workbench.ui._widgets import error_html, set_values
+from workbench.ui._widgets import Panel, error_html
 from workbench.ui.charts import Throttle, replace_figure
 from workbench.ui.measure import DIRECTION_KINDS, Directions, grid, landscape_directions, landscape_line, landscape_rows
 from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
@@ -35,7 +35,7 @@ _FIELD = widgets.Layout(width="260px")
 _KIND_TITLES = {"random": "random (filter-normalised)", "eigen": "Hessian eigenvectors", "pca": "trajectory PCA"}
 
 
-class LandscapeExplorer:
+class LandscapeExplorer(Panel):
     """Widgets for loss slices; display it by leaving it last in a cell.
 
     Args:
@@ -114,17 +114,6 @@ class LandscapeExplorer:
                 self.plot,
             ]
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def set(self, **settings: Any) -> None:
-        """Set widgets by name (kind, dimensions, resolution, auto_span, span, seed, view, log_scale).
-
-        Raises:
-            ValueError: for an unknown name.
-        """
-        set_values(self.controls, settings)
 
     def compute(self, *, wait: bool = False, **settings: Any) -> None:
         """Evaluate the slice set in the widgets (after applying ``settings``, see ``set``) on a background

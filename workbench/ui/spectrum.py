@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench._checks import check_int
-from workbench.ui._widgets import error_html, set_values
+from workbench.ui._widgets import Panel, error_html
 from workbench.ui.charts import replace_figure
 from workbench.ui.measure import Spectrum, measure_spectrum
 from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
@@ -38,7 +38,7 @@ def eigenvalue_table(spectrum: Spectrum) -> pd.DataFrame:
     )
 
 
-class SpectrumExplorer:
+class SpectrumExplorer(Panel):
     """Widgets for ``measure_spectrum``; display it by leaving it last in a cell.
 
     Args:
@@ -94,17 +94,6 @@ class SpectrumExplorer:
                 self.table,
             ]
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def set(self, **settings: Any) -> None:
-        """Set widgets by name (top_k, slq_runs, lanczos_steps, trace_samples, seed).
-
-        Raises:
-            ValueError: for an unknown name.
-        """
-        set_values(self.controls, settings)
 
     def measure(self, *, wait: bool = False, **settings: Any) -> None:
         """Measure the source's current model with the widgets' settings (after applying ``settings``, see
