@@ -1,0 +1,1 @@
+"""Teaching toys: analytic 2-D landscapes, SAM-family trajectories on them."""
