@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from workbench.toy.basins import basin_name, flow_to_minimum
-from workbench.toy.landscapes import LANDSCAPES, AnisotropicQuadratic, SharpFlatWells, make_landscape
+from workbench.toy.landscapes import LANDSCAPES, AnisotropicQuadratic, GaussianWells, SharpFlatBasins, make_landscape
 
 LANDSCAPE_VARIANTS = [
     ("quadratic", {}),
     ("quadratic", {"lambda_max": 3.0, "lambda_min": 3.0, "angle_degrees": -70.0, "center": (0.5, -0.2)}),
     ("sharp_flat", {}),
-    ("sharp_flat", {"depth": 2.0, "sharp_widths": (0.3, 0.25), "flat_center": (1.2, 0.4), "confinement": 0.0}),
+    ("sharp_flat", {"sharp_curvatures": (9.0, 30.0), "flat_center": (1.5, 0.5), "smoothing": 0.5}),
+    ("gaussian_wells", {}),
+    ("gaussian_wells", {"depth": 2.0, "sharp_widths": (0.3, 0.25), "flat_center": (1.2, 0.4), "confinement": 0.0}),
     ("curved_valley", {}),
     ("curved_valley", {"steepness": 4.0, "bend": -0.5, "slope": 3.0}),
 ]
@@ -62,15 +64,25 @@ def test_quadratic_top_eigenvector_is_at_the_given_angle():
     assert abs(float(eigenvectors[:, 1] @ direction)) == pytest.approx(1.0)
 
 
-def test_sharp_flat_has_a_sharp_and_a_flat_minimum_of_similar_depth():
-    sharp, flat = SharpFlatWells().minima
+def test_sharp_flat_basins_keep_their_curvature_up_to_the_ridge():
+    landscape = SharpFlatBasins()
+    sharp, flat = landscape.minima
+    assert (sharp.name, flat.name) == ("sharp", "flat")
+    assert sharp.eigenvalues == pytest.approx((25.0, 5.0)) and flat.eigenvalues == pytest.approx((2.0, 1.0))
+    assert sharp.value == pytest.approx(flat.value, abs=1e-12)  # equal depth: only the sharpness differs
+    inside_sharp = torch.tensor([-1.3, 0.2], dtype=torch.float64)  # q_s = 1.2, q_f = 5.3: far from the ridge
+    torch.testing.assert_close(landscape.hessian(inside_sharp), torch.diag(torch.tensor([25.0, 5.0])).double())
+
+
+def test_gaussian_wells_have_a_sharp_and_a_flat_minimum_of_similar_depth():
+    sharp, flat = GaussianWells().minima
     assert (sharp.name, flat.name) == ("sharp", "flat")
     assert sharp.sharpness > 10 * flat.sharpness  # measured: λ1 ≈ 24.8 against ≈ 2.1
     assert sharp.value == pytest.approx(flat.value, abs=0.05)
 
 
 def test_gradient_flow_reaches_the_minimum_of_each_basin():
-    landscape = SharpFlatWells()
+    landscape = GaussianWells()
     sharp, flat = (np.array(m.location) for m in landscape.minima)
     near = [sharp + np.array([0.05, 0.3]), flat + np.array([-0.4, -0.5]), sharp + np.array([0.0, -0.7])]
     assert flow_to_minimum(landscape, near).tolist() == [0, 1, 0]
@@ -83,9 +95,12 @@ def test_gradient_flow_reaches_the_minimum_of_each_basin():
         ("quadratic", {"lambda_max": 1.0, "lambda_min": 2.0}, "lambda_min"),
         ("quadratic", {"lambda_max": -1.0}, "lambda_max"),
         ("quadratic", {"center": (1.0,)}, "center"),
-        ("sharp_flat", {"sharp_widths": (0.9, 0.9)}, "sharp_widths"),
-        ("sharp_flat", {"flat_widths": (0.0, 1.0)}, "flat_widths"),
-        ("sharp_flat", {"confinement": float("nan")}, "confinement"),
+        ("sharp_flat", {"sharp_curvatures": (1.0, 1.0)}, "sharp_curvatures"),
+        ("sharp_flat", {"flat_curvatures": (0.0, 1.0)}, "flat_curvatures"),
+        ("sharp_flat", {"smoothing": 0.0}, "smoothing"),
+        ("gaussian_wells", {"sharp_widths": (0.9, 0.9)}, "sharp_widths"),
+        ("gaussian_wells", {"flat_widths": (0.0, 1.0)}, "flat_widths"),
+        ("gaussian_wells", {"confinement": float("nan")}, "confinement"),
         ("curved_valley", {"steepness": 0.0}, "steepness"),
         ("ridge", {}, "name"),
     ],
@@ -97,7 +112,7 @@ def test_bad_parameters_name_the_parameter(name, params, message):
 
 def test_flow_rejects_points_of_the_wrong_shape():
     with pytest.raises(ValueError, match="points"):
-        flow_to_minimum(SharpFlatWells(), [0.0, 1.0, 2.0])
+        flow_to_minimum(GaussianWells(), [0.0, 1.0, 2.0])
 
 
 def test_registry_names_match_classes():

@@ -11,10 +11,10 @@ import torch
 
 from workbench.optim import SAM, XSAM, EigenSAM
 from workbench.optim.rules import eigen_sam_perturbation, sam_perturbation, xsam_direction
-from workbench.toy.landscapes import CurvedValley, SharpFlatWells
+from workbench.toy.landscapes import CurvedValley, SharpFlatBasins
 from workbench.toy.trajectory import METHODS, RunSettings, run_all, run_trajectory
 
-LANDSCAPE = SharpFlatWells()
+LANDSCAPE = SharpFlatBasins()
 START = (-0.6, 0.8)
 STEPS = 25
 XSAM_SWITCHES = [

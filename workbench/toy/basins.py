@@ -65,9 +65,14 @@ def basin_name(landscape: Landscape, point: Sequence[float]) -> str:
 
 
 def ending_table(landscape: Landscape, trajectories: Mapping[str, Trajectory]) -> pd.DataFrame:
-    """Where each trajectory ended: one row per method with the final θ, L, λ1 and the basin's minimum name."""
+    """Where each trajectory ended: one row per method.
+
+    Columns: method, the final θ (x, y), its loss, the Hessian's eigenvalues there (lambda1 ≥ lambda2; a negative
+    lambda2 means the run stopped on a ridge or saddle, not inside a basin) and the basin's minimum name.
+    """
     methods = list(trajectories)
     ends = np.array([trajectories[method].positions[-1] for method in methods])
+    eigenvalues = torch.linalg.eigvalsh(landscape.hessian(torch.from_numpy(ends))).numpy()
     basins = flow_to_minimum(landscape, ends)
     return pd.DataFrame(
         {
@@ -75,7 +80,8 @@ def ending_table(landscape: Landscape, trajectories: Mapping[str, Trajectory]) -
             "x": ends[:, 0],
             "y": ends[:, 1],
             "loss": [trajectories[method].losses[-1] for method in methods],
-            "lambda1": [trajectories[method].top_eigenvalues[-1] for method in methods],
+            "lambda1": eigenvalues[:, 1],
+            "lambda2": eigenvalues[:, 0],
             "basin": [landscape.minima[index].name for index in basins],
         }
     )

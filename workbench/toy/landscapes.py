@@ -158,14 +158,15 @@ class AnisotropicQuadratic(Landscape):
         return self.matrix.to(theta).expand(*theta.shape[:-1], 2, 2).clone()
 
 
-class SharpFlatWells(Landscape):
+class GaussianWells(Landscape):
     """Two Gaussian wells of equal depth side by side, a narrow (sharp) one and a wide (flat) one, in a bowl.
 
     L(θ) = ½ κ‖θ‖² − d·exp(−½ (θ − c_s)ᵀ P_s (θ − c_s)) − d·exp(−½ (θ − c_f)ᵀ P_f (θ − c_f)), with
     P = diag(1/σx², 1/σy²) per well. Its gradient is κθ + Σ d·e·P(θ − c) and its Hessian
     κI + Σ d·e·(P − P(θ − c)(θ − c)ᵀP), e each well's exponential. The wells are anisotropic, so v1 is defined at
-    both minima (along x). Equal depths make the minima's losses nearly equal: only their sharpness differs, the
-    situation in which SAM is meant to prefer the flat one.
+    both minima (along x). Equal depths make the minima's losses nearly equal: only their sharpness differs. Unlike
+    ``SharpFlatBasins`` the wells' curvature fades with distance (the gradient is bounded), and the saddle between
+    them is shallow: a place where SAM can linger.
 
     Args:
         depth: d > 0, the depth of both wells.
@@ -174,7 +175,7 @@ class SharpFlatWells(Landscape):
         confinement: κ ≥ 0, the curvature of the bowl that keeps every trajectory near the wells.
     """
 
-    name = "sharp_flat"
+    name = "gaussian_wells"
 
     def __init__(
         self,
@@ -188,8 +189,8 @@ class SharpFlatWells(Landscape):
         self.depth = check_float("depth", depth, minimum=0.0, min_inclusive=False)
         self.sharp_center = check_point("sharp_center", sharp_center)
         self.flat_center = check_point("flat_center", flat_center)
-        self.sharp_widths = _check_widths("sharp_widths", sharp_widths)
-        self.flat_widths = _check_widths("flat_widths", flat_widths)
+        self.sharp_widths = _check_positive_pair("sharp_widths", sharp_widths)
+        self.flat_widths = _check_positive_pair("flat_widths", flat_widths)
         if max(self.sharp_widths) >= min(self.flat_widths):
             raise ValueError(
                 f"sharp_widths {self.sharp_widths} must all be smaller than flat_widths {self.flat_widths}"
@@ -228,6 +229,79 @@ class SharpFlatWells(Landscape):
         per_well = per_well - pulls.unsqueeze(-1) * pulls.unsqueeze(-2)  # P − P d dᵀ P, (..., 2 wells, 2, 2)
         identity = torch.eye(2, dtype=theta.dtype, device=theta.device)
         return self.confinement * identity + (weights[..., None, None] * per_well).sum(-3)
+
+
+class SharpFlatBasins(Landscape):
+    """A sharp and a flat quadratic basin side by side, joined smoothly: a soft minimum of two quadratics.
+
+    L(θ) = −τ·log(exp(−q_s(θ)/τ) + exp(−q_f(θ)/τ)) with q(θ) = ½ (θ − c)ᵀ diag(κ) (θ − c) per basin. Away from the
+    ridge where q_s = q_f, L equals the lower quadratic, so each basin keeps its curvature κ all the way to the ridge
+    (λ1 = 25 in the sharp basin, 2 in the flat one by default) and both minima have L ≈ 0: only their sharpness
+    differs. τ (loss units) sets how smoothly the ridge is rounded. With softmax weights w = softmax(−q/τ) and
+    ∇q_k = diag(κ_k)(θ − c_k): ∇L = Σ w_k ∇q_k =: ḡ and ∇²L = Σ w_k diag(κ_k) − (Σ w_k ∇q_k ∇q_kᵀ − ḡḡᵀ)/τ.
+
+    Inside a basin the dynamics are those of a quadratic with known λ1, so stability arguments hold exactly: GD
+    stays for lr·λ1 < 2, and SAM's bounce along v1 has amplitude lr·λ1·ρ/(2 − lr·λ1).
+
+    Args:
+        sharp_center, flat_center: c_s and c_f, the minima.
+        sharp_curvatures, flat_curvatures: κ = (κx, κy) > 0 per basin, the Hessian's eigenvalues there; the
+            sharp basin's largest must exceed the flat basin's largest.
+        smoothing: τ > 0, the rounding of the ridge between the basins (loss units).
+    """
+
+    name = "sharp_flat"
+
+    def __init__(
+        self,
+        sharp_center: tuple[float, float] = (-1.0, 0.0),
+        flat_center: tuple[float, float] = (1.0, 0.0),
+        sharp_curvatures: tuple[float, float] = (25.0, 5.0),
+        flat_curvatures: tuple[float, float] = (2.0, 1.0),
+        smoothing: float = 0.1,
+    ) -> None:
+        self.sharp_center = check_point("sharp_center", sharp_center)
+        self.flat_center = check_point("flat_center", flat_center)
+        self.sharp_curvatures = _check_positive_pair("sharp_curvatures", sharp_curvatures)
+        self.flat_curvatures = _check_positive_pair("flat_curvatures", flat_curvatures)
+        if max(self.sharp_curvatures) <= max(self.flat_curvatures):
+            raise ValueError(
+                f"sharp_curvatures {self.sharp_curvatures} must have a larger top curvature than flat_curvatures "
+                f"{self.flat_curvatures}"
+            )
+        self.smoothing = check_float("smoothing", smoothing, minimum=0.0, min_inclusive=False)
+        self.centers = torch.tensor([self.sharp_center, self.flat_center], dtype=torch.float64)  # (2 basins, 2)
+        self.curvatures = torch.tensor([self.sharp_curvatures, self.flat_curvatures], dtype=torch.float64)
+        widths = self.curvatures.min(0).values ** -0.5  # the flat basin's length scale per axis
+        self.bounds = _box([self.sharp_center, self.flat_center], widths)
+        self.minima = (
+            self._find_minimum("sharp", self.sharp_center),
+            self._find_minimum("flat", self.flat_center),
+        )
+
+    def _basins(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each basin's gradient ∇q_k ``(..., 2 basins, 2)`` and its softmax weight w_k ``(..., 2 basins)``."""
+        offsets = theta.unsqueeze(-2) - self.centers.to(theta)
+        curvatures = self.curvatures.to(theta)
+        quadratics = 0.5 * (curvatures * offsets**2).sum(-1)
+        return curvatures * offsets, torch.softmax(-quadratics / self.smoothing, dim=-1)
+
+    def value(self, theta: torch.Tensor) -> torch.Tensor:
+        offsets = theta.unsqueeze(-2) - self.centers.to(theta)
+        quadratics = 0.5 * (self.curvatures.to(theta) * offsets**2).sum(-1)
+        return -self.smoothing * torch.logsumexp(-quadratics / self.smoothing, dim=-1)
+
+    def gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        gradients, weights = self._basins(theta)
+        return (weights.unsqueeze(-1) * gradients).sum(-2)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        gradients, weights = self._basins(theta)
+        mean = (weights.unsqueeze(-1) * gradients).sum(-2)
+        curvature = (weights.unsqueeze(-1) * self.curvatures.to(theta)).sum(-2)
+        second_moment = (weights[..., None, None] * gradients.unsqueeze(-1) * gradients.unsqueeze(-2)).sum(-3)
+        covariance = second_moment - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+        return torch.diag_embed(curvature) - covariance / self.smoothing
 
 
 class CurvedValley(Landscape):
@@ -277,7 +351,8 @@ class CurvedValley(Landscape):
 
 LANDSCAPES: dict[str, type[Landscape]] = {
     AnisotropicQuadratic.name: AnisotropicQuadratic,
-    SharpFlatWells.name: SharpFlatWells,
+    SharpFlatBasins.name: SharpFlatBasins,
+    GaussianWells.name: GaussianWells,
     CurvedValley.name: CurvedValley,
 }
 
@@ -303,12 +378,12 @@ def check_point(name: str, point: Sequence[float]) -> tuple[float, float]:
     return (check_float(f"{name}[0]", point[0]), check_float(f"{name}[1]", point[1]))
 
 
-def _check_widths(name: str, widths: Sequence[float]) -> tuple[float, float]:
-    if not isinstance(widths, Sequence) or len(widths) != 2:
-        raise ValueError(f"{name} must be a pair (σx, σy) of positive numbers, got {widths!r}")
+def _check_positive_pair(name: str, pair: Sequence[float]) -> tuple[float, float]:
+    if not isinstance(pair, Sequence) or len(pair) != 2:
+        raise ValueError(f"{name} must be a pair (x, y) of positive numbers, got {pair!r}")
     return (
-        check_float(f"{name}[0]", widths[0], minimum=0.0, min_inclusive=False),
-        check_float(f"{name}[1]", widths[1], minimum=0.0, min_inclusive=False),
+        check_float(f"{name}[0]", pair[0], minimum=0.0, min_inclusive=False),
+        check_float(f"{name}[1]", pair[1], minimum=0.0, min_inclusive=False),
     )
 
 

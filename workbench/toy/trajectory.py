@@ -69,7 +69,7 @@ class RunSettings:
     lr: float = 0.02
     steps: int = 150
     eigen_alpha: float = 0.2
-    xsam_alpha: float = 1.0
+    xsam_alpha: float = 0.2
     xsam_normalize: bool = False
     xsam_angle_gate: bool = False
     xsam_orientation: str = "along_gradient"

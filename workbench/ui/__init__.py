@@ -1,0 +1,1 @@
+"""ipywidgets panels that wire records to live figures; no math."""

@@ -1,0 +1,1 @@
+"""Plotly figure builders: they take records and tables, and hold no training logic."""
