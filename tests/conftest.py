@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# One thread for torch here and in every subprocess the tests start (notebooks, the CLI): the test models are
+# tiny, so threads buy nothing, and on a busy 2-core machine oversubscribed OpenMP threads slow them 10-100x.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 from dataclasses import dataclass
 
 import pytest
@@ -12,7 +18,7 @@ from torch import nn
 from workbench.modes import eval_mode
 from workbench.params import flatten, unflatten
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @dataclass

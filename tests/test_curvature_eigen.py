@@ -121,3 +121,12 @@ class TestBadInput:
         op = DenseOperator(torch.eye(2, dtype=torch.float64))
         with pytest.raises(ValueError, match=message):
             top_eigenpairs(op, **kwargs)
+
+
+def test_a_warm_start_keeps_its_sign():
+    """QR-orthonormalising a start vector may flip it; the solvers must start from +init, not −init."""
+    op = DenseOperator(torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)))
+    start = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    result = power_iterate(op, start, steps=1)
+    expected = op.matrix @ start
+    torch.testing.assert_close(result.eigenvectors[0], expected / expected.norm())

@@ -15,9 +15,12 @@ from workbench.params import unflatten
 from .conftest import exact_hessian
 
 
+@pytest.mark.parametrize("max_batched", [1, 8])
 @pytest.mark.parametrize("hvp", ["graph", "func"])
-def test_matvec_matches_exact_hessian(problem, hvp):
-    op = HessianOperator(problem.model, problem.loss_fn, (problem.inputs, problem.targets), hvp=hvp)
+def test_matvec_matches_exact_hessian(problem, hvp, max_batched):
+    op = HessianOperator(
+        problem.model, problem.loss_fn, (problem.inputs, problem.targets), hvp=hvp, max_batched=max_batched
+    )
     assert op.num_params == problem.hessian.shape[0]
     vector = torch.randn(op.num_params, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(op.matvec(vector), problem.hessian @ vector, rtol=1e-10, atol=1e-12)

@@ -131,10 +131,10 @@ class TestBadInput:
     @pytest.mark.parametrize(
         ("factory", "message"),
         [
-            (lambda p: SAM(p, rho=0.0), r"rho must be in \(0, inf\], got 0"),
-            (lambda p: ASAM(p, rho=-1.0), r"rho must be in \(0, inf\]"),
-            (lambda p: ASAM(p, eta=-0.1), r"eta must be in \[0, inf\]"),
-            (lambda p: EigenSAM(p, alpha=-0.1), r"alpha must be in \[0, inf\]"),
+            (lambda p: SAM(p, rho=0.0), r"rho must be in \(0, inf\), got 0"),
+            (lambda p: ASAM(p, rho=-1.0), r"rho must be in \(0, inf\)"),
+            (lambda p: ASAM(p, eta=-0.1), r"eta must be in \[0, inf\)"),
+            (lambda p: EigenSAM(p, alpha=-0.1), r"alpha must be in \[0, inf\)"),
             (lambda p: XSAM(p, alpha=2.5), r"alpha must be in \[0, 2\], got 2.5"),
             (lambda p: XSAM(p, freq=0), "freq must be an integer >= 1"),
             (lambda p: EigenSAM(p, power_iters=0), "power_iters must be an integer >= 1"),

@@ -56,6 +56,17 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False`` (not merely truthy).
+
+    Raises:
+        ValueError: naming ``name`` when the value is not a bool.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _range_text(minimum: int | None, maximum: int | None) -> str:
     if minimum is not None and maximum is not None:
         return f" in [{minimum}, {maximum}]"
@@ -68,5 +79,5 @@ def _range_text(minimum: int | None, maximum: int | None) -> str:
 
 def _interval_text(minimum: float | None, maximum: float | None, min_inclusive: bool, max_inclusive: bool) -> str:
     left = ("[" if min_inclusive else "(") + ("-inf" if minimum is None else f"{minimum:g}")
-    right = ("inf" if maximum is None else f"{maximum:g}") + ("]" if max_inclusive else ")")
+    right = "inf)" if maximum is None else f"{maximum:g}" + ("]" if max_inclusive else ")")
     return f"{left}, {right}"

@@ -132,7 +132,8 @@ def _start_block(op: SymmetricOperator, init: torch.Tensor | None, rows: int, se
             block = torch.cat([given[:rows], random[given.shape[0] :]])
     else:
         block = random
-    block = torch.linalg.qr(block.T).Q.T
+    q, r = torch.linalg.qr(block.T)
+    block = (q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)).T  # QR may flip a column: keep each start's sign
     return block.to(device=op.device, dtype=op.dtype)
 
 

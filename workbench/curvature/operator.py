@@ -13,8 +13,7 @@ Both also apply to a batch of vectors at once (``batched_matvec``), vectorised w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -22,18 +21,11 @@ from scipy.sparse.linalg import LinearOperator
 
 from workbench._checks import check_choice, check_int
 from workbench.devices import resolve_device
+from workbench.inputs import Data, LossFn, as_batches, batch_on_device, check_scalar_loss, param_names, select_params
 from workbench.modes import eval_mode
 from workbench.params import as_flat, flatten, unflatten
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 HVP_METHODS = ("auto", "graph", "func")
-
-
-@dataclass(frozen=True)
-class _Batch:
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    weight: float  # this batch's share of all samples; the weights sum to 1
 
 
 class HessianOperator:
@@ -53,7 +45,10 @@ class HessianOperator:
             ``"auto"`` (= ``"graph"``).
         cache_graph: for ``hvp="graph"``, keep each batch's gradient graph between products (default: True
             for a single batch, False for several, where every product recomputes each batch's graph).
-        max_batched: largest number of vectors pushed through one vectorised HVP call in ``batched_matvec``.
+        max_batched: largest number of vectors pushed through one vectorised (``vmap``) HVP call in
+            ``batched_matvec``. Default 1, one product at a time: on CPU, vmap over 8 vectors was slower per
+            product than a loop for both engines on the benchmark CNN and MLP (``benchmarks/hvp_engines.py``,
+            benchmarks/RESULTS.md); raise it where measurements on your device say otherwise.
 
     Vectors are flat tensors of shape ``(num_params,)`` in the parameters' dtype and device, or per-parameter
     lists; ``matvec`` returns the same form it was given.
@@ -63,26 +58,26 @@ class HessianOperator:
         self,
         model: torch.nn.Module,
         loss_fn: LossFn,
-        data: tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+        data: Data,
         *,
         params: Iterable[torch.nn.Parameter] | None = None,
         device: str | torch.device = "auto",
         hvp: str = "auto",
         cache_graph: bool | None = None,
-        max_batched: int = 16,
+        max_batched: int = 1,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
-        self.params = _select_params(model, params)
+        self.params = select_params(model, params)
         self.device = _check_device(device, self.params)
         self.dtype = self.params[0].dtype
         self.hvp_method = "graph" if check_choice("hvp", hvp, HVP_METHODS) == "auto" else hvp
         self.max_batched = check_int("max_batched", max_batched, minimum=1)
-        self._batches = _as_batches(data)
+        self._batches = as_batches(data)
         self.num_samples = sum(int(b.targets.shape[0]) for b in self._batches)
         self.cache_graph = len(self._batches) == 1 if cache_graph is None else bool(cache_graph)
         self._graphs: list[list[torch.Tensor | None]] | None = None
-        self._param_names = _param_names(model, self.params) if self.hvp_method == "func" else None
+        self.param_names = param_names(model, self.params) if self.hvp_method == "func" else None
         self.num_hvps = 0
         self._check_loss_depends_on_params()
 
@@ -146,11 +141,11 @@ class HessianOperator:
 
     def _func_hvp(self, index: int, vectors: torch.Tensor) -> torch.Tensor:
         batch = self._batches[index]
-        names = self._param_names
+        names = self.param_names
         assert names is not None
         others = {name: value for name, value in self.model.named_parameters() if name not in names}
         others.update(dict(self.model.named_buffers()))
-        inputs, targets = _on_device(batch, self.device)
+        inputs, targets = batch_on_device(batch, self.device)
 
         def loss_of(flat_params: torch.Tensor) -> torch.Tensor:
             values = dict(zip(names, unflatten(flat_params, self.params), strict=True))
@@ -178,10 +173,10 @@ class HessianOperator:
         return self._compute_grads(index)
 
     def _compute_grads(self, index: int) -> list[torch.Tensor | None]:
-        inputs, targets = _on_device(self._batches[index], self.device)
+        inputs, targets = batch_on_device(self._batches[index], self.device)
         with eval_mode(self.model), torch.enable_grad():
             loss = self.loss_fn(self.model(inputs), targets)
-        _check_scalar_loss(loss)
+        check_scalar_loss(loss)
         if not loss.requires_grad:
             raise ValueError("the loss does not depend on the parameters (it carries no gradient); check loss_fn")
         grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
@@ -254,18 +249,6 @@ def graph_hvp(
     return flat
 
 
-def _select_params(model: torch.nn.Module, params: Iterable[torch.nn.Parameter] | None) -> list[torch.nn.Parameter]:
-    chosen = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
-    if not chosen:
-        raise ValueError("params is empty: the model has no parameters that require grad")
-    dtypes = {p.dtype for p in chosen}
-    if len(dtypes) > 1:
-        raise ValueError(f"params must share one dtype, got {sorted(map(str, dtypes))}")
-    if not chosen[0].is_floating_point():
-        raise ValueError(f"params must be floating point, got {chosen[0].dtype}")
-    return chosen
-
-
 def _check_device(device: str | torch.device, params: list[torch.nn.Parameter]) -> torch.device:
     model_device = params[0].device
     if isinstance(device, str) and device == "auto":
@@ -280,54 +263,5 @@ def _check_device(device: str | torch.device, params: list[torch.nn.Parameter]) 
     return model_device
 
 
-def _param_names(model: torch.nn.Module, params: list[torch.nn.Parameter]) -> list[str]:
-    by_id = {id(p): name for name, p in model.named_parameters()}
-    missing = [i for i, p in enumerate(params) if id(p) not in by_id]
-    if missing:
-        raise ValueError(f"hvp='func' needs params that belong to the model; params{missing} do not")
-    return [by_id[id(p)] for p in params]
-
-
-def _as_batches(data: object) -> list[_Batch]:
-    if _is_batch(data):
-        pairs = [data]
-    else:
-        try:
-            pairs = list(data)  # type: ignore[call-overload]
-        except TypeError as error:
-            raise ValueError("data must be an (inputs, targets) batch or an iterable of such batches") from error
-    if not pairs:
-        raise ValueError("data is empty: the loader yielded no batches")
-    for index, pair in enumerate(pairs):
-        if not _is_batch(pair):
-            raise ValueError(
-                f"data batch {index} must be an (inputs, targets) pair of tensors, got {type(pair).__name__}"
-            )
-        if pair[1].shape[0] == 0:
-            raise ValueError(f"data batch {index} is empty (0 samples)")
-    sizes = [int(pair[1].shape[0]) for pair in pairs]
-    total = float(sum(sizes))
-    return [_Batch(pair[0], pair[1], size / total) for pair, size in zip(pairs, sizes, strict=True)]
-
-
-def _is_batch(candidate: object) -> bool:
-    return (
-        isinstance(candidate, tuple | list)
-        and len(candidate) == 2
-        and all(isinstance(item, torch.Tensor) for item in candidate)
-        and candidate[1].dim() >= 1
-    )
-
-
-def _on_device(batch: _Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
-
-
 def _zeros_if_none(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(param) if grad is None else grad
-
-
-def _check_scalar_loss(loss: object) -> None:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(f"loss_fn must return a scalar tensor (a mean-reduced loss), got {shape}")

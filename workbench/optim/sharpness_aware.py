@@ -121,7 +121,7 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
 
     # -- the step ---------------------------------------------------------------------------------------------
 
-    def step(self, closure: Closure | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Closure | None = None) -> Any:
         """One sharpness-aware step; returns the loss of the first pass (at θ), detached.
 
         Raises:
@@ -266,13 +266,15 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
         return flatten([torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, params, strict=True)])
 
     def _eigenvector(self, params: list[torch.Tensor]) -> torch.Tensor | None:
-        vector = None if self.tracker is None else self.tracker.vector
-        if vector is None:
+        if self.tracker is None or self.tracker.vector is None:
             return None
+        vector = self.tracker.vector
         numel = sum(param.numel() for param in params)
         if vector.numel() != numel:
             raise ValueError(f"the tracked eigenvector has {vector.numel()} entries but the parameters have {numel}")
-        return vector.to(device=params[0].device, dtype=params[0].dtype)
+        if vector.device != params[0].device or vector.dtype != params[0].dtype:  # e.g. set_vector on the CPU
+            self.tracker.vector = vector = vector.to(device=params[0].device, dtype=params[0].dtype)
+        return vector
 
     def _record(
         self,

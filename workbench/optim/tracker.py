@@ -68,7 +68,7 @@ class EigenTracker:
             )
         result = power_iterate(op, self.vector, self.power_iters, seed=self.seed)
         vector = result.eigenvectors[0]
-        if self.vector is not None and torch.dot(vector, self.vector) < 0:
+        if self.vector is not None and torch.dot(vector, self.vector.to(vector)) < 0:
             vector = -vector
         self.vector = vector.detach()
         self.eigenvalue = float(result.eigenvalues[0])

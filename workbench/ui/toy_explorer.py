@@ -252,3 +252,13 @@ class ToyExplorer:
         with self._holding():
             self.start_x.value, self.start_y.value = points.xs[0], points.ys[0]
         self._recompute()
+
+
+def toy_explorer(landscape: str = "sharp_flat", **settings: Any) -> ToyExplorer:
+    """The teaching explorer in one line: ``toy_explorer("curved_valley")``.
+
+    Args:
+        landscape: a name in ``LANDSCAPES``.
+        **settings: start, settings, focus, step, resolution (see ``ToyExplorer``).
+    """
+    return ToyExplorer(landscape, **settings)

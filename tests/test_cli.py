@@ -1,0 +1,84 @@
+"""The ``workbench`` command: train, report and the demo, and exit status 2 on bad options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from workbench.cli import _build_parser as build_parser
+from workbench.cli import config_from_args, main
+
+TOY = ["--dataset", "moons", "--dataset-option", "num_samples=300", "--model", "mlp", "--batch-size", "32"]
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    status = main(["train", *TOY, "--optimizer", "sam", "--steps", "12", "--probe-every", "6", "--trace-samples", "6",
+                   "--run-dir", str(run_dir), "--no-progress"])  # fmt: skip
+    assert status == 0
+    for name in ("config.json", "history.csv", "checkpoint.pt", "summary.json", "report.html"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "sam" and config["dataset_options"] == {"num_samples": 300}
+    history = pd.read_csv(run_dir / "history.csv")
+    assert set(history[history.metric == "lambda_1"].step) == {0, 6}
+    assert "plotly" in (run_dir / "report.html").read_text()
+
+
+def test_flags_override_the_config_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("optimizer: xsam\nalpha: 1.0\nlr: 0.2\n")
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.3", "--no-amp"])
+    config = config_from_args(args)
+    assert (config.optimizer, config.alpha, config.lr, config.amp) == ("xsam", 1.0, 0.3, False)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--optimizer", "adam"], "optimizer must be one of"),
+        (["--lr", "-1"], "lr must be in"),
+        (["--probe-every", "0"], "probe_every must be an integer >= 1"),
+        (["--dataset", "imagenet"], "name must be one of"),
+        (["--model", "vit"], "must be one of"),
+        (["--dataset-option", "noise"], "takes KEY=VALUE"),
+    ],
+)
+def test_bad_options_exit_with_status_2_and_name_the_option(tmp_path, capsys, flags, message):
+    status = main(["train", *TOY, *flags, "--steps", "2", "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unparseable_numbers_exit_with_status_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--lr", "fast"])
+    assert exit_info.value.code == 2 and "lr must be a float" in capsys.readouterr().err
+
+
+def test_report_compares_run_directories(tmp_path):
+    for name in ("a", "b"):
+        assert main(["train", *TOY, "--steps", "4", "--probe-every", "none", "--run-dir", str(tmp_path / name),
+                     "--no-progress"]) == 0  # fmt: skip
+    output = tmp_path / "compare.html"
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(output)]) == 0
+    table = json.loads(output.with_suffix(".json").read_text())
+    assert [row["run"] for row in table] == ["a", "b"]
+    assert main(["report", str(tmp_path / "missing"), "--output", str(output)]) == 2
+
+
+def test_demo_quick_runs_the_four_optimizers_as_a_console_script(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "demo", "--quick", "--no-progress", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    table = json.loads((tmp_path / "report.json").read_text())
+    assert [row["run"] for row in table] == ["sgd", "sam", "eigensam", "xsam"]
+    assert all(row["final test accuracy"] > 0 for row in table)

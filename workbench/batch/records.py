@@ -1,0 +1,103 @@
+"""A run folder's files and what they say about the run: written atomically, read back to decide what to re-run.
+
+Layout of ``OUTPUT/<run name>/``:
+    params.json       the run (``RunSpec.to_dict()``) and the notebook it executes; written before it starts
+    <notebook>.ipynb  the executed notebook (saved after every cell, so a failed or killed run keeps its part)
+    config.json, history.csv, summary.json, checkpoint.pt   the Trainer's run directory (written by the notebook)
+    result.json       written last, only when the notebook completed: status "finished", metrics, timings
+    error.json        instead of result.json when the run failed: the error, the failing cell, the traceback
+    worker.log        the worker process's output
+
+A run is finished exactly when result.json exists with status "finished"; a folder with error.json failed; any
+other folder was interrupted (or is running). Finished runs are never recomputed; the others are re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+LOG_FILE = "worker.log"
+HISTORY_FILE = "history.csv"  # written by the Trainer
+SUMMARY_FILE = "summary.json"  # written by the Trainer
+CONFIG_FILE = "config.json"  # written by the Trainer
+
+FINISHED, FAILED, INCOMPLETE, NEW = "finished", "failed", "incomplete", "new"
+
+# Metrics of a run's history summarised in its result: the last logged value, and the mean over training.
+FINAL_METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_eval_loss", "lambda_1", "trace")
+MEAN_METRICS = ("lambda_1", "angle_g_v1", "angle_probe_gradient_v1", "alignment_eps_v1")
+# The optimizer's own angles to its tracked v, in [0°, 180°] with v's arbitrary sign; averaged as acute angles.
+MEAN_ACUTE_METRICS = (
+    "opt_angle_gradient_eigenvector",
+    "opt_angle_adversarial_eigenvector",
+    "opt_angle_descent_eigenvector",
+)
+
+
+def write_json(path: str | Path, values: Any) -> Path:
+    """Write ``values`` as indented JSON atomically (a temporary file in the same folder, then a rename);
+    NaN and infinities become null so that every JSON reader accepts the file."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(_finite(values), indent=2, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in ``path``, or None when the file does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_state(folder: str | Path) -> str:
+    """``"finished"``, ``"failed"``, ``"incomplete"`` (started, then interrupted or still running) or ``"new"``."""
+    folder = Path(folder)
+    result = read_json(folder / RESULT_FILE)
+    if result is not None and result.get("status") == FINISHED:
+        return FINISHED
+    if (folder / ERROR_FILE).is_file():
+        return FAILED
+    return INCOMPLETE if folder.is_dir() else NEW
+
+
+def run_metrics(history: pd.DataFrame) -> dict[str, float]:
+    """Headline numbers of one run from its tidy history (columns step, epoch, metric, value).
+
+    Returns ``final_<metric>`` (last value) for ``FINAL_METRICS``, ``mean_<metric>`` (mean over every logged
+    step, step 0 included) for ``MEAN_METRICS`` and, folded to acute angles (θ ↦ min(θ, 180° − θ)) first, for
+    ``MEAN_ACUTE_METRICS``; ``best_test_accuracy``; and ``generalization_gap`` = final train accuracy − final test
+    accuracy. Angles are in degrees; metrics never logged are NaN (e.g. the alignment of SGD, which has no
+    perturbation, or the optimizer's angles of SAM, which tracks no eigenvector).
+    """
+    values = {}
+    for metric in FINAL_METRICS:
+        series = history[history.metric == metric].sort_values("step").value
+        values[f"final_{metric}"] = float(series.iloc[-1]) if len(series) else math.nan
+    for metric in MEAN_METRICS + MEAN_ACUTE_METRICS:
+        series = history[history.metric == metric].value
+        if metric in MEAN_ACUTE_METRICS:
+            series = 90.0 - (series - 90.0).abs()
+        values[f"mean_{metric}"] = float(series.mean()) if len(series) else math.nan
+    accuracy = history[history.metric == "test_accuracy"].value
+    values["best_test_accuracy"] = float(accuracy.max()) if len(accuracy) else math.nan
+    values["generalization_gap"] = values["final_train_accuracy"] - values["final_test_accuracy"]
+    return values
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

@@ -1,0 +1,139 @@
+"""The full description of a training run: validated on creation, JSON round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench._checks import check_choice, check_float, check_int
+
+OPTIMIZERS = ("sgd", "sam", "asam", "eigensam", "xsam")
+SCHEDULES = ("constant", "cosine", "step")
+ORIENTATIONS = ("as_computed", "along_gradient")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run; the same config and seed give the same history on CPU.
+
+    Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
+    their own options. ``rho``, ``alpha``, ``freq`` and ``power_iters`` default to each optimizer's paper
+    values when left ``None``. Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
+    Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles) run every ``probe_every`` steps on
+    a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
+    """
+
+    dataset: str = "mnist1d"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    model: str = "cnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    rho: float | None = None
+    alpha: float | None = None
+    freq: int | None = None
+    power_iters: int | None = None
+    normalize_direction: bool = True
+    angle_gate: bool = False
+    orientation: str = "as_computed"
+    batch_size: int = 128
+    epochs: int = 10
+    steps: int | None = None
+    schedule: str = "cosine"
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    lr_gamma: float = 0.1
+    probe_every: int | None = 50
+    probe_batch_size: int = 512
+    probe_top_k: int = 1
+    probe_trace: bool = True
+    trace_samples: int = 30
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    divergence_factor: float = 1e3
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_float("lr", self.lr, minimum=0.0, min_inclusive=False)
+        check_float("momentum", self.momentum, minimum=0.0, maximum=1.0, max_inclusive=False)
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        if self.rho is not None:
+            check_float("rho", self.rho, minimum=0.0, min_inclusive=False)
+        if self.alpha is not None:
+            check_float("alpha", self.alpha, minimum=0.0)
+        if self.freq is not None:
+            check_int("freq", self.freq, minimum=1)
+        if self.power_iters is not None:
+            check_int("power_iters", self.power_iters, minimum=1)
+        check_choice("orientation", self.orientation, ORIENTATIONS)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("epochs", self.epochs, minimum=1)
+        if self.steps is not None:
+            check_int("steps", self.steps, minimum=1)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
+        for milestone in self.lr_milestones:
+            check_float("lr_milestones", milestone, minimum=0.0, maximum=1.0, min_inclusive=False)
+        check_float("lr_gamma", self.lr_gamma, minimum=0.0, maximum=1.0, min_inclusive=False)
+        if self.probe_every is not None:
+            check_int("probe_every", self.probe_every, minimum=1)
+        check_int("probe_batch_size", self.probe_batch_size, minimum=1)
+        check_int("probe_top_k", self.probe_top_k, minimum=1, maximum=20)
+        check_int("trace_samples", self.trace_samples, minimum=6)
+        if self.eval_every is not None:
+            check_int("eval_every", self.eval_every, minimum=1)
+        if self.checkpoint_every is not None:
+            check_int("checkpoint_every", self.checkpoint_every, minimum=1)
+        check_float("divergence_factor", self.divergence_factor, minimum=1.0, min_inclusive=False)
+        check_int("seed", self.seed, minimum=0)
+        for name in ("normalize_direction", "angle_gate", "probe_trace", "amp"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("dataset_options", "model_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a mapping of option names to values, got {getattr(self, name)!r}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        values = dataclasses.asdict(self)
+        values["lr_milestones"] = list(self.lr_milestones)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from plain values; an unknown key is a ValueError that lists the allowed ones."""
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown config option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        """Write as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON (or YAML, by suffix) config file."""
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"{path} must hold a mapping of config options, got {type(values).__name__}")
+        return cls.from_dict(values)

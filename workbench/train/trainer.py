@@ -1,0 +1,372 @@
+"""The training engine: one loop for live widgets and headless batches, with probes on a schedule.
+
+``Trainer(config).run()`` trains, logging into a tidy ``History`` that other threads may read at any time.
+``pause()``, ``resume()`` and ``stop()`` are safe from another thread and take effect between steps. A
+non-finite or exploding loss ends the run cleanly (status ``"diverged"``) with its history kept. With a run
+directory, the config, the history, a checkpoint and a summary are written there as training goes, so a
+stopped or crashed run leaves everything computed so far on disk; ``Trainer.from_checkpoint(path)`` continues
+a run exactly (same seed → identical history on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workbench.datasets import DatasetSplits, load_dataset
+from workbench.devices import resolve_device
+from workbench.models import build_model
+from workbench.optim import SharpnessAware
+from workbench.params import flatten
+from workbench.train.batches import EpochBatches
+from workbench.train.config import TrainConfig
+from workbench.train.control import RunControl
+from workbench.train.evaluate import evaluate
+from workbench.train.history import History
+from workbench.train.optimizers import build_optimizer
+from workbench.train.probing import CurvatureProbe
+from workbench.train.schedule import lr_factor
+
+OPTIMIZER_SCALARS = (
+    "gradient_norm",
+    "perturbation_norm",
+    "cos_perturbation_eigenvector",
+    "angle_gradient_eigenvector",
+    "angle_adversarial_eigenvector",
+    "angle_descent_eigenvector",
+    "orientation_sign",
+    "refreshed",
+    "eigenvalue",
+)
+EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most) this many fixed samples
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """What a callback receives: ``kind`` is "start", "boundary", "probe", "step", "eval", "pause", "resume" or
+    "end".
+
+    "boundary" comes before every step, where the weights, the history and the step counter agree (a checkpoint
+    taken there resumes exactly; "step" comes before that step's evaluation). "pause" comes when a pause takes
+    effect (history flushed), "resume" when the loop continues.
+    """
+
+    kind: str
+    step: int
+    epoch: float
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a run ended: status "finished", "stopped" or "diverged", with the reason and last metrics."""
+
+    status: str
+    reason: str
+    steps: int
+    seconds: float
+    final: dict[str, float]
+
+
+Callback = Callable[[TrainEvent], None]
+
+
+class Trainer:
+    """Train ``config.model`` on ``config.dataset`` with ``config.optimizer``; see the module docstring.
+
+    Args:
+        config: the run's ``TrainConfig``.
+        run_dir: directory for config.json, history.csv, checkpoint.pt and summary.json (created), or None.
+        callbacks: called with a ``TrainEvent`` after each step, probe and evaluation, from the training
+            thread; keep them quick (a live chart should batch its redraws).
+        data: an already loaded ``DatasetSplits`` matching ``config.dataset`` (saves reloading in notebooks).
+
+    Raises:
+        ValueError: for options the chosen dataset, model or optimizer does not take, or AMP without CUDA.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path | None = None,
+        callbacks: Iterable[Callback] = (),
+        data: DatasetSplits | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        if config.amp and self.device.type != "cuda":
+            raise ValueError(f"amp=True needs a CUDA device (bfloat16 autocast); device resolves to {self.device}")
+        self.data = (
+            data if data is not None else load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
+        )
+        self.model = build_model(
+            config.model,
+            input_shape=self.data.input_shape,
+            num_classes=self.data.num_classes,
+            seed=config.seed,
+            **config.model_options,
+        ).to(self.device)
+        train_inputs, train_targets = (t.to(self.device) for t in self.data.train.tensors)
+        self.test_tensors = tuple(t.to(self.device) for t in self.data.test.tensors)
+        self.batches = EpochBatches(train_inputs, train_targets, config.batch_size, config.seed)
+        self.total_steps = config.steps or config.epochs * self.batches.steps_per_epoch
+        self.optimizer = build_optimizer(config, self.model, self.batches.steps_per_epoch)
+        fixed = torch.randperm(train_inputs.shape[0], generator=torch.Generator().manual_seed(config.seed))
+        fixed = fixed.to(self.device)
+        self.eval_train_tensors = (train_inputs[fixed[:EVAL_TRAIN_SAMPLES]], train_targets[fixed[:EVAL_TRAIN_SAMPLES]])
+        probe_index = fixed[: config.probe_batch_size]
+        self.probe = (
+            CurvatureProbe(
+                self.model,
+                (train_inputs[probe_index], train_targets[probe_index]),
+                top_k=config.probe_top_k,
+                trace=config.probe_trace,
+                trace_samples=config.trace_samples,
+                seed=config.seed,
+            )
+            if config.probe_every is not None
+            else None
+        )
+        self.history = History()
+        self.control = RunControl()
+        self.callbacks = list(callbacks)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.step = 0
+        self.status = "ready"
+        self.reason = ""
+        self.seconds = 0.0
+        self._initial_loss: float | None = None
+
+    # -- control from any thread -------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Hold after the current step (the history stays readable)."""
+        self.control.pause()
+
+    def resume(self) -> None:
+        """Continue a paused run."""
+        self.control.resume()
+
+    def stop(self) -> None:
+        """End after the current step; everything computed so far is kept (and written to the run directory)."""
+        self.control.stop()
+
+    @property
+    def epoch(self) -> float:
+        """Fractional epoch of the current step."""
+        return self.step / self.batches.steps_per_epoch
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train until ``total_steps``, a stop request or a divergence; returns how the run ended."""
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.config.save(self.run_dir / "config.json")
+        self.status = "running"
+        self._emit("start", {})
+        if self.step == 0 and len(self.history) == 0:
+            self._evaluate()
+        while self.step < self.total_steps:
+            self._emit("boundary", {})
+            if self.control.paused:
+                self.status = "paused"
+                self._flush()
+                self._emit("pause", {})
+                self.control.wait_while_paused()
+                self.status = "running"
+                self._emit("resume", {})
+            if self.control.should_stop:
+                self.status, self.reason = "stopped", f"stopped by request at step {self.step}"
+                break
+            started = time.perf_counter()
+            self._train_step()
+            self.seconds += time.perf_counter() - started
+            if self.status == "diverged":
+                break
+            if self._evaluation_due():
+                self._evaluate()
+            if self.config.checkpoint_every and self.step % self.config.checkpoint_every == 0:
+                self._flush(checkpoint=True)
+        if self.status == "running":
+            self.status, self.reason = "finished", f"completed {self.total_steps} steps"
+        if self.status == "finished" and not self._evaluation_due():
+            self._evaluate()  # finished runs always end with an evaluation of the final weights
+        self._flush(checkpoint=True)
+        result = TrainResult(self.status, self.reason, self.step, self.seconds, self.final_metrics())
+        if self.run_dir is not None:
+            summary = {**result.__dict__, "config": self.config.to_dict()}
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self._emit("end", result.final)
+        return result
+
+    def final_metrics(self) -> dict[str, float]:
+        """The last logged value of the headline metrics (NaN for those never logged)."""
+        names = ("train_loss", "test_loss", "test_accuracy", "train_accuracy", "lambda_1", "trace")
+        return {name: self.history.last(name) for name in names}
+
+    def _train_step(self) -> None:
+        config, step, epoch = self.config, self.step, self.epoch
+        lr = config.lr * lr_factor(config.schedule, step, self.total_steps, config.lr_milestones, config.lr_gamma)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = self.batches.batch(step)
+        if self.data.augment is not None:
+            inputs = self.data.augment(inputs, torch.Generator().manual_seed(config.seed * 100_003 + step))
+        if self.probe is not None and step % config.probe_every == 0:
+            probe_values = self.probe.measure(step)
+            self.history.log(step, epoch, probe_values)
+            self._emit("probe", probe_values)
+        loss = self._optimizer_step(inputs, targets)
+        values = {"train_loss": loss, "lr": lr}
+        record = getattr(self.optimizer, "last_step", None)
+        if record is not None:
+            scalars = record.scalars()
+            values.update({f"opt_{name}": scalars[name] for name in OPTIMIZER_SCALARS if name in scalars})
+        if self.probe is not None and step % config.probe_every == 0:
+            gradient = record.gradient if record is not None else self._current_gradient()
+            perturbation = record.perturbation if record is not None else torch.zeros_like(gradient)
+            values.update(self.probe.alignment(gradient, perturbation))
+        self.history.log(step, epoch, values)
+        self.step += 1
+        if self._initial_loss is None:
+            self._initial_loss = loss
+        if not math.isfinite(loss):
+            self.status, self.reason = "diverged", f"loss became {loss} at step {step}"
+        elif loss > config.divergence_factor * max(self._initial_loss, 1e-12):
+            self.status = "diverged"
+            self.reason = (
+                f"loss {loss:.4g} at step {step} exceeded divergence_factor × initial loss "
+                f"({config.divergence_factor:g} × {self._initial_loss:.4g})"
+            )
+        self._emit("step", values)
+
+    def _optimizer_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+        autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.config.amp else nullcontext()
+
+        def closure() -> torch.Tensor:
+            with autocast:
+                logits = self.model(inputs)
+            loss = F.cross_entropy(logits.float(), targets)
+            loss.backward()
+            return loss
+
+        self.model.train()
+        if isinstance(self.optimizer, SharpnessAware):
+            loss = self.optimizer.step(closure)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = closure()
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def _current_gradient(self) -> torch.Tensor:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return flatten([torch.zeros_like(p) if p.grad is None else p.grad for p in params]).detach()
+
+    def _evaluation_due(self) -> bool:
+        every = self.config.eval_every or self.batches.steps_per_epoch
+        return self.step % every == 0
+
+    def _evaluate(self) -> None:
+        test = evaluate(self.model, *self.test_tensors)
+        train = evaluate(self.model, *self.eval_train_tensors)
+        values = {
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "train_eval_loss": train["loss"],
+            "train_accuracy": train["accuracy"],
+            "seconds": self.seconds,
+        }
+        self.history.log(self.step, self.epoch, values)
+        self._flush()
+        self._emit("eval", values)
+
+    def _emit(self, kind: str, values: dict[str, float]) -> None:
+        event = TrainEvent(kind, self.step, self.epoch, dict(values))
+        for callback in self.callbacks:
+            callback(event)
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+
+    def _flush(self, checkpoint: bool = False) -> None:
+        if self.run_dir is None:
+            return
+        self.history.save(self.run_dir / "history.csv")
+        if checkpoint:
+            self.save_checkpoint(self.run_dir / "checkpoint.pt")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer (with its eigen-tracker), probe warm start,
+        history, step, timers and every random-number generator."""
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "seconds": self.seconds,
+            "initial_loss": self._initial_loss,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "probe_eigenvectors": None if self.probe is None else self.probe.eigenvectors,
+            "history": self.history.rows_since(0),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict`` taken from a trainer with the same config."""
+        if state["config"] != self.config.to_dict():
+            raise ValueError("the checkpoint was taken with a different config; build the Trainer from its config")
+        self.step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        self._initial_loss = state["initial_loss"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.probe is not None:
+            vectors = state["probe_eigenvectors"]
+            self.probe.eigenvectors = None if vectors is None else vectors.to(self.device)
+        self.history = History(state["history"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"]:
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write ``state_dict()`` to ``path`` atomically (a temporary file, then a rename)."""
+        path = Path(path)
+        temporary = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), temporary)
+        temporary.replace(path)
+        return path
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        *,
+        run_dir: str | Path | None = None,
+        callbacks: Iterable[Callback] = (),
+        data: DatasetSplits | None = None,
+    ) -> Trainer:
+        """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config."""
+        state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
+        trainer = cls(TrainConfig.from_dict(state["config"]), run_dir=run_dir, callbacks=callbacks, data=data)
+        trainer.load_state_dict(state)
+        return trainer

@@ -1,0 +1,102 @@
+"""Plotly figures of training histories: one line per run, one panel per metric. No training logic here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+# metric name in the history table → panel title (units in brackets)
+METRIC_TITLES = {
+    "train_loss": "train loss (batch) [nats]",
+    "test_loss": "test loss [nats]",
+    "train_accuracy": "train accuracy",
+    "test_accuracy": "test accuracy",
+    "lambda_1": "λ1, top Hessian eigenvalue",
+    "trace": "tr(H)",
+    "angle_g_v1": "∠(g, v1) [degrees, acute]",
+    "alignment_eps_v1": "|cos∠(ε, v1)|",
+    "opt_angle_adversarial_eigenvector": "optimizer's ∠(g_adv, v) [degrees]",
+    "lr": "learning rate",
+}
+PANELS = {
+    "training": ("train_loss", "test_loss", "train_accuracy", "test_accuracy"),
+    "curvature": ("lambda_1", "trace"),
+    "alignment": ("angle_g_v1", "alignment_eps_v1"),
+}
+
+
+def run_colors(labels: Sequence[str]) -> dict[str, str]:
+    """A stable colour per run label (in the given order)."""
+    palette = qualitative.Plotly
+    return {label: palette[index % len(palette)] for index, label in enumerate(labels)}
+
+
+def metrics_figure(
+    runs: Mapping[str, pd.DataFrame], metrics: Sequence[str], *, title: str = "", columns: int = 2
+) -> go.Figure:
+    """Panels of ``metrics`` against optimizer step, one coloured line per run.
+
+    Args:
+        runs: run label → tidy history (columns step, epoch, metric, value).
+        metrics: metric names; panels without data show as empty axes.
+        title: figure title.
+        columns: panels per row.
+    """
+    rows = -(-len(metrics) // columns)
+    figure = make_subplots(
+        rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics], horizontal_spacing=0.1
+    )
+    colors = run_colors(list(runs))
+    for index, metric in enumerate(metrics):
+        row, col = divmod(index, columns)
+        for label, frame in runs.items():
+            series = frame[frame.metric == metric].sort_values("step")
+            figure.add_trace(
+                go.Scatter(
+                    x=series.step,
+                    y=series.value,
+                    name=label,
+                    legendgroup=label,
+                    showlegend=index == 0,
+                    mode="lines" if len(series) > 30 else "lines+markers",
+                    line={"color": colors[label]},
+                ),
+                row=row + 1,
+                col=col + 1,
+            )
+        figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
+    figure.update_layout(title=title, height=320 * rows, template="plotly_white", legend={"orientation": "h"})
+    return figure
+
+
+def summary_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per run: final test accuracy and loss, best test accuracy, final λ1 and trace, and the means
+    of ∠(g, v1) and |cos∠(ε, v1)| over the probes."""
+    rows = []
+    for label, frame in runs.items():
+
+        def values(metric: str, frame: pd.DataFrame = frame) -> pd.Series:
+            return frame[frame.metric == metric].sort_values("step").value
+
+        def last(metric: str) -> float:
+            series = values(metric)
+            return float(series.iloc[-1]) if len(series) else float("nan")
+
+        rows.append(
+            {
+                "run": label,
+                "steps": int(frame.step.max()) if len(frame) else 0,
+                "final test accuracy": last("test_accuracy"),
+                "best test accuracy": float(values("test_accuracy").max()),
+                "final test loss": last("test_loss"),
+                "final λ1": last("lambda_1"),
+                "final trace": last("trace"),
+                "mean ∠(g, v1) [deg]": float(values("angle_g_v1").mean()),
+                "mean |cos∠(ε, v1)|": float(values("alignment_eps_v1").mean()),
+            }
+        )
+    return pd.DataFrame(rows)
