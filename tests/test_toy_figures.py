@@ -61,7 +61,8 @@ def test_step_vectors_are_drawn_at_the_step(trajectories):
 def test_gd_focus_draws_no_ascent(trajectories):
     figure = geometry_figure(LANDSCAPE, trajectories, rho=SETTINGS.rho, step=3, focus="GD", resolution=21)
     assert len(trace(figure, "ball").x) == 0
-    assert np.isnan(np.array(trace(figure, "vector:perturbation").x, dtype=float)[1])
+    assert all(len(trace(figure, f"vector:{name}").x) == 0 for name in ("perturbation", "adversarial", "direction"))
+    assert len(trace(figure, "vector:gradient").x) == 2
 
 
 def test_scrubbing_resends_only_the_step_traces(trajectories):

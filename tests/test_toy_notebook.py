@@ -1,4 +1,5 @@
-"""notebooks/01_sam_geometry.ipynb executes headless (papermill, quick mode) and renders a static figure."""
+"""notebooks/01_sam_geometry.ipynb executes headless (papermill, quick mode) with a static figure and the ending table
+(tests/test_notebooks.py runs it with the widget panel and checks how it is stored)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,6 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path, monkeypatch):
     assert len(figures) == 1
     tables = ["".join(out["data"]["text/plain"]) for out in outputs if "text/html" in out.get("data", {})]
     assert len(tables) == 1 and "basin" in tables[0]  # the ending table, one row per method
-    assert all(method in tables[0] for method in ("GD", "SAM", "Eigen-SAM", "X-SAM"))
+    rows = {line.split()[1]: line.split()[-1] for line in tables[0].splitlines()[1:]}
+    assert rows == {"GD": "sharp", "SAM": "sharp", "Eigen-SAM": "sharp", "X-SAM": "flat"}  # the split, in quick mode
 
-
-def test_notebook_is_stored_without_outputs_and_has_a_parameters_cell():
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    code = [cell for cell in cells if cell["cell_type"] == "code"]
-    assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code)
-    assert "parameters" in code[0]["metadata"].get("tags", [])

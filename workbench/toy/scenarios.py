@@ -1,18 +1,29 @@
 """Ready-made teaching scenarios: a landscape, a start point and settings that show one point about SAM geometry.
 
 ``SCENARIOS`` maps each landscape name to its scenario; the explorer loads one when the landscape changes, the
-notebook's ``parameters`` cell starts from one. The sharp-vs-flat scenario is the documented result of the scripted
-search ``docs/search_sharp_flat_start.py`` (``tests/test_toy_scenarios.py`` asserts it).
+notebook's ``parameters`` cell starts from one.
+
+The sharp-vs-flat scenario (SAM ends in the sharp basin, X-SAM in the flat one) comes from the scripted search
+``docs/search_sharp_flat_start.py``: its default coarse grid (2.6 min) found the split near (−0.6, 0.2) at
+ρ = 0.1, lr = 0.04 with X-SAM α = 0.5, on 7 of the 9 starts 0.02 apart around it; a finer grid there
+(``--steps 100 --rho 0.1 --lr 0.04 --xs -0.66 -0.54 7 --ys 0 0.4 5 --spacing 0.01``, 1 min) gave the start
+(−0.62, 0.2), whose 3 × 3 neighbours 0.01 apart all show the same split with 200 steps (so do (−0.62, 0.1) and
+(−0.62, 0.3)). The basin boundary there is fractal-like (the ascent crosses the ridge), so starts 0.02 away can
+behave differently. ``tests/test_toy_scenarios.py`` asserts the split; v1 is the exact one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from workbench._checks import check_choice
-from workbench.toy.landscapes import Landscape, make_landscape
-from workbench.toy.trajectory import RunSettings
+from workbench._checks import check_bool, check_choice, check_int
+from workbench.toy.landscapes import Landscape, check_point, make_landscape
+from workbench.toy.trajectory import METHODS, RunSettings
+
+# Quick mode (tests, previews): at most this many steps.
+QUICK_STEPS = 60
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,8 @@ class Scenario:
         settings: the run's hyper-parameters.
         story: one paragraph for the reader: what the trajectories show here.
         landscape_params: keyword parameters for ``make_landscape`` (empty: the landscape's defaults).
+        focus: the method whose step vectors to look at first (one of ``METHODS``).
+        step: the step to look at first, in [0, settings.steps − 1].
     """
 
     landscape: str
@@ -32,10 +45,49 @@ class Scenario:
     settings: RunSettings
     story: str
     landscape_params: dict[str, Any] = field(default_factory=dict)
+    focus: str = "SAM"
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        check_point("start", self.start)
+        check_choice("focus", self.focus, METHODS)
+        check_int("step", self.step, minimum=0, maximum=self.settings.steps - 1)
 
     def make_landscape(self) -> Landscape:
         """The scenario's landscape object."""
         return make_landscape(self.landscape, **self.landscape_params)
+
+    def adjusted(
+        self,
+        *,
+        start: Sequence[float] | None = None,
+        focus: str | None = None,
+        step: int | None = None,
+        quick: bool = False,
+        **settings: Any,
+    ) -> Scenario:
+        """This scenario with other choices; ``None`` (for ``start``, ``focus``, ``step`` and any ``RunSettings``
+        field in ``settings``) keeps the scenario's own. ``quick`` caps the steps at ``QUICK_STEPS`` (and the step
+        looked at with them). This is what a notebook's ``parameters`` cell feeds.
+
+        Raises:
+            ValueError: naming the argument that is out of range or not a ``RunSettings`` field.
+        """
+        check_bool("quick", quick)
+        chosen = {name: value for name, value in settings.items() if value is not None}
+        for name in chosen:  # the names here; RunSettings checks the values
+            check_choice("a settings keyword", name, [field.name for field in fields(RunSettings)])
+        run = replace(self.settings, **chosen)
+        if quick:
+            run = replace(run, steps=min(run.steps, QUICK_STEPS))
+        step = self.step if step is None else step
+        return replace(
+            self,
+            start=self.start if start is None else check_point("start", start),
+            settings=run,
+            focus=self.focus if focus is None else focus,
+            step=min(step, run.steps - 1) if quick else step,
+        )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -52,9 +104,22 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "sharp_flat": Scenario(
         landscape="sharp_flat",
-        start=(-0.7, 1.0),
-        settings=RunSettings(rho=0.2, lr=0.02, steps=150),
-        story="Two wells of equal depth, λ1 ≈ 25 (sharp) against λ1 ≈ 2 (flat).",
+        start=(-0.62, 0.2),
+        settings=RunSettings(rho=0.1, lr=0.04, steps=100, eigen_alpha=0.2, xsam_alpha=0.5),
+        story=(
+            "Two basins of equal depth, λ1 = 25 (sharp, left) and λ1 = 2 (flat, right); the start lies just inside "
+            "the sharp one, so GD goes down into it. At step 0 the ascent ε = ρ·ĝ of SAM and X-SAM crosses the ridge: "
+            "g_adv is the flat basin's gradient, pointing back over the ridge (∠(g_adv, v1) ≈ 176°), and both step "
+            "into the flat basin. At step 1 SAM's ascent looks back over the ridge at the sharp basin's wall "
+            "(curvature 25 against 2): g_adv is 3× longer than g, and the step it takes from there throws it deep "
+            "into the sharp basin, where it bounces by ±ρ around the minimum (lr·λ1 = 1). X-SAM's correction grew "
+            "the step across the ridge by 1 + α (the "
+            "published rule for ∠(g_adv, v1) > 90°), so it landed far enough that its next ascent stays in the flat "
+            "basin; it walks down to the flat minimum. Eigen-SAM goes with SAM: g already points along v1 "
+            "(∠(g, v1) ≈ 6°), so the component it adds to ε is almost zero."
+        ),
+        focus="SAM",
+        step=1,
     ),
     "gaussian_wells": Scenario(
         landscape="gaussian_wells",

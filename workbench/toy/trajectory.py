@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench._checks import check_choice, check_float, check_int
+from workbench._checks import check_bool, check_choice, check_float, check_int
 from workbench.optim import SAM, XSAM, EigenSAM, SharpnessAware
 from workbench.optim.rules import angle_degrees, cosine, orientation_sign
 from workbench.optim.xsam import ORIENTATIONS
@@ -84,8 +84,8 @@ class RunSettings:
         check_int("steps", self.steps, minimum=1)
         check_float("eigen_alpha", self.eigen_alpha, minimum=0.0)
         check_float("xsam_alpha", self.xsam_alpha, minimum=0.0, maximum=2.0)
-        check_choice("xsam_normalize", self.xsam_normalize, (False, True))
-        check_choice("xsam_angle_gate", self.xsam_angle_gate, (False, True))
+        check_bool("xsam_normalize", self.xsam_normalize)
+        check_bool("xsam_angle_gate", self.xsam_angle_gate)
         check_choice("xsam_orientation", self.xsam_orientation, ORIENTATIONS)
         check_choice("eigenvector", self.eigenvector, EIGENVECTOR_SOURCES)
         check_int("freq", self.freq, minimum=1)

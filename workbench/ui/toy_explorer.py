@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import ipywidgets as widgets
@@ -38,10 +38,6 @@ from workbench.viz.toy_figures import (
     update_trajectories,
 )
 
-# Quick mode of the notebook (tests, previews): fewer steps and a coarser contour grid.
-QUICK_STEPS = 60
-QUICK_GRID_RESOLUTION = 41
-
 _SLIDER_STYLE = {"description_width": "110px"}
 _WIDE = widgets.Layout(width="340px")
 
@@ -52,9 +48,10 @@ class ToyExplorer:
     Display it by leaving it as the last expression of a cell (or ``display(explorer)``).
 
     Args:
-        landscape: a name in ``LANDSCAPES``; its scenario gives the landscape parameters.
-        start: θ_0 (x, y); the scenario's when ``None``.
-        settings: the run settings; the scenario's when ``None``.
+        landscape: a name in ``LANDSCAPES``; its scenario (``workbench.toy.SCENARIOS``) gives the landscape
+            parameters and, where the next arguments are ``None``, the start, settings, focus and step.
+        start: θ_0 (x, y).
+        settings: the run settings.
         focus: the method whose step vectors are drawn first (one of ``METHODS``).
         step: the step shown first.
         resolution: contour grid points per axis.
@@ -71,25 +68,24 @@ class ToyExplorer:
         start: tuple[float, float] | None = None,
         settings: RunSettings | None = None,
         *,
-        focus: str = "SAM",
-        step: int = 0,
+        focus: str | None = None,
+        step: int | None = None,
         resolution: int = GRID_RESOLUTION,
     ) -> None:
         self._scenario: Scenario = scenario(landscape)
         self._landscape = self._scenario.make_landscape()
         self._resolution = resolution
         self._quiet = False
-        self._build_controls(landscape, focus)
+        self._build_controls(landscape)
         with self._holding():
-            self._load(start or self._scenario.start, settings or self._scenario.settings)
+            self._load(self._scenario.adjusted(start=start, focus=focus, step=step, **_fields_of(settings)))
         self.trajectories = self._run()
-        self.step_slider.value = min(step, self._settings().steps - 1)
         self.figure = geometry_figure(
             self._landscape,
             self.trajectories,
             rho=self._settings().rho,
             step=self.step_slider.value,
-            focus=focus,
+            focus=self.focus.value,
             resolution=resolution,
             widget=True,
         )
@@ -102,7 +98,7 @@ class ToyExplorer:
 
     # -- widgets ------------------------------------------------------------------------------------------------
 
-    def _build_controls(self, landscape: str, focus: str) -> None:
+    def _build_controls(self, landscape: str) -> None:
         def slider(kind: type, description: str, **kwargs: Any) -> widgets.Widget:
             return kind(description=description, continuous_update=False, style=_SLIDER_STYLE, layout=_WIDE, **kwargs)
 
@@ -120,7 +116,7 @@ class ToyExplorer:
         self.eigenvector = widgets.ToggleButtons(options=list(EIGENVECTOR_SOURCES), description="v1 source")
         self.freq = slider(widgets.IntSlider, "refresh every", min=1, max=50)
         self.power_iters = slider(widgets.IntSlider, "power iters", min=1, max=20)
-        self.focus = widgets.ToggleButtons(options=list(METHODS), value=focus, description="vectors of")
+        self.focus = widgets.ToggleButtons(options=list(METHODS), description="vectors of")
         self.step_slider = widgets.IntSlider(description="step", min=0, style=_SLIDER_STYLE, layout=_WIDE)
         self.play = widgets.Play(interval=150, min=0)
         widgets.jslink((self.play, "value"), (self.step_slider, "value"))
@@ -179,15 +175,21 @@ class ToyExplorer:
         finally:
             self._quiet = quiet
 
-    def _load(self, start: tuple[float, float], settings: RunSettings) -> None:
-        """Put the landscape's bounds, ``start`` and ``settings`` into the widgets (inside ``_holding``)."""
-        for box, (low, high), value in zip((self.start_x, self.start_y), self._landscape.bounds, start, strict=True):
+    def _load(self, chosen: Scenario) -> None:
+        """Put the landscape's bounds and ``chosen``'s start, settings, focus and step into the widgets (inside
+        ``_holding``)."""
+        for box, (low, high), value in zip(
+            (self.start_x, self.start_y), self._landscape.bounds, chosen.start, strict=True
+        ):
             box.min, box.max = min(low, box.min), max(high, box.max)  # widen first so value never leaves [min, max]
             box.value = value
             box.min, box.max = low, high
         for name, box in self._settings_widgets().items():
-            box.value = getattr(settings, name)
-        self.story.value = f"<p style='max-width:1100px'>{self._scenario.story}</p>"
+            box.value = getattr(chosen.settings, name)
+        self.step_slider.max = self.play.max = chosen.settings.steps - 1
+        self.step_slider.value = chosen.step
+        self.focus.value = chosen.focus
+        self.story.value = f"<p style='max-width:1100px'>{chosen.story}</p>"
         self._show_power_controls()
 
     def _show_power_controls(self) -> None:
@@ -216,7 +218,7 @@ class ToyExplorer:
         self._scenario = scenario(change["new"])
         self._landscape = self._scenario.make_landscape()
         with self._holding():
-            self._load(self._scenario.start, self._scenario.settings)
+            self._load(self._scenario)
         with self.figure.batch_update():
             update_landscape(self.figure, self._landscape, resolution=self._resolution)
             self._recompute()
@@ -252,6 +254,11 @@ class ToyExplorer:
         with self._holding():
             self.start_x.value, self.start_y.value = points.xs[0], points.ys[0]
         self._recompute()
+
+
+def _fields_of(settings: RunSettings | None) -> dict[str, Any]:
+    """``settings`` as keyword arguments (none when ``None``)."""
+    return {} if settings is None else {field.name: getattr(settings, field.name) for field in fields(settings)}
 
 
 def toy_explorer(landscape: str = "sharp_flat", **settings: Any) -> ToyExplorer:

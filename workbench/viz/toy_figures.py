@@ -42,6 +42,7 @@ VECTORS = {
 }
 CIRCLE_POINTS = 73  # 5° per segment: a smooth ρ-ball
 GRID_RESOLUTION = 121
+QUICK_GRID_RESOLUTION = 41  # quick mode (tests, previews): a coarser contour grid
 _ARROW_SIZE = 11
 _MAIN, _LAMBDA, _ANGLE, _COSINE = (1, 1), (1, 2), (2, 2), (3, 2)
 
@@ -210,7 +211,11 @@ def update_step(
             y=theta[1] + rho * np.sin(circle) if show_ball else [],
             selector={"meta": "ball"},
         )
-        for name, (tail, vector, text) in arrows.items():
+        for name in VECTORS:
+            if name not in arrows:  # undefined at this step: an empty trace (NaN would break the widget's JSON)
+                figure.update_traces(x=[], y=[], hovertext=[], selector={"meta": f"vector:{name}"})
+                continue
+            tail, vector, text = arrows[name]
             figure.update_traces(
                 x=[tail[0], tail[0] + vector[0]],
                 y=[tail[1], tail[1] + vector[1]],
@@ -223,7 +228,7 @@ def update_step(
 
 
 def _step_arrows(trajectory: Trajectory, step: int, rho: float) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """Tail, displacement and hover text of each vector in ``VECTORS`` at ``step``; empty arrows where undefined."""
+    """Tail, displacement and hover text of each vector in ``VECTORS`` defined at ``step`` (others are left out)."""
     theta = trajectory.positions[step]
     perturbation = trajectory.perturbations[step]
     adversarial_tail = theta + perturbation
@@ -237,14 +242,13 @@ def _step_arrows(trajectory: Trajectory, step: int, rho: float) -> dict[str, tup
     }
     if trajectory.method == "GD":  # no ascent: ε = 0 and g_adv = d = g
         for name in ("perturbation", "adversarial", "direction"):
-            vectors[name] = (theta, np.full(2, np.nan))
+            del vectors[name]
     if np.allclose(trajectory.used_eigenvectors[step], trajectory.top_eigenvectors[step]):
-        vectors["used_eigenvector"] = (theta, np.full(2, np.nan))
+        del vectors["used_eigenvector"]
     arrows = {}
     for name, (tail, vector) in vectors.items():
         norm = float(np.linalg.norm(vector))
         if not np.isfinite(norm) or norm == 0.0:
-            arrows[name] = (tail, np.full(2, np.nan), "")
             continue
         drawn = vector if name == "perturbation" else rho * vector / norm
         label = VECTORS[name][0]
