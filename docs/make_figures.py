@@ -22,7 +22,7 @@ from workbench.viz.toy_figures import geometry_figure
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDTH, HEIGHT = 1200, 650  # pixels; the figure's own layout height is 620
-FOCUS, STEP = "SAM", 40  # the step whose vectors are drawn
+VIEW = ((-1.25, 1.2), (-0.95, 1.05))  # both minima and the ridge, in the panel's aspect ratio
 
 
 def main() -> None:
@@ -38,7 +38,9 @@ def main() -> None:
     chosen = scenario("sharp_flat")
     landscape = chosen.make_landscape()
     trajectories = run_all(landscape, chosen.start, chosen.settings)
-    figure = geometry_figure(landscape, trajectories, rho=chosen.settings.rho, step=STEP, focus=FOCUS)
+    figure = geometry_figure(
+        landscape, trajectories, rho=chosen.settings.rho, step=chosen.step, focus=chosen.focus, view=VIEW
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "sam_geometry.png"
     figure.write_image(path, width=WIDTH, height=HEIGHT)

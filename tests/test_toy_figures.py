@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.toy import RunSettings, SharpFlatBasins, run_all
+from workbench.toy import RunSettings, SharpFlatBasins, run_all, scenario
 from workbench.ui.toy_explorer import ToyExplorer
 from workbench.viz.toy_figures import geometry_figure, update_step, update_trajectories
 
@@ -117,3 +117,17 @@ def test_explorer_click_sets_the_start():
     assert (explorer.start_x.value, explorer.start_y.value) == (0.5, -0.25)
     assert tuple(explorer.trajectories["SAM"].positions[0]) == (0.5, -0.25)
     assert len(messages) == 1
+
+
+def test_view_zooms_the_landscape_panel_only(trajectories):
+    view = ((-1.2, 0.2), (-0.5, 0.6))
+    figure = geometry_figure(LANDSCAPE, trajectories, rho=SETTINGS.rho, resolution=21, view=view)
+    assert (tuple(figure.layout.xaxis.range), tuple(figure.layout.yaxis.range)) == view
+    np.testing.assert_allclose(trace(figure, "landscape").x[[0, -1]], LANDSCAPE.bounds[0])  # contours cover all
+
+
+def test_explorer_starts_from_the_scenario():
+    explorer = ToyExplorer("sharp_flat", settings=RunSettings(rho=0.1, lr=0.04, steps=20), resolution=21)
+    chosen = scenario("sharp_flat")
+    assert (explorer.start_x.value, explorer.start_y.value) == chosen.start
+    assert (explorer.focus.value, explorer.step_slider.value) == (chosen.focus, chosen.step)

@@ -38,4 +38,3 @@ def test_notebook_runs_headless_in_quick_mode(tmp_path, monkeypatch):
     assert len(tables) == 1 and "basin" in tables[0]  # the ending table, one row per method
     rows = {line.split()[1]: line.split()[-1] for line in tables[0].splitlines()[1:]}
     assert rows == {"GD": "sharp", "SAM": "sharp", "Eigen-SAM": "sharp", "X-SAM": "flat"}  # the split, in quick mode
-

@@ -26,7 +26,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from workbench._checks import check_choice, check_float, check_int
-from workbench.toy.landscapes import Landscape
+from workbench.toy.landscapes import Bounds, Landscape
 from workbench.toy.trajectory import Trajectory
 
 METHOD_COLORS = {"GD": "#7f7f7f", "SAM": "#1f77b4", "Eigen-SAM": "#2ca02c", "X-SAM": "#d62728"}
@@ -68,6 +68,7 @@ def geometry_figure(
     step: int = 0,
     focus: str = "SAM",
     resolution: int = GRID_RESOLUTION,
+    view: Bounds | None = None,
     widget: bool = False,
 ) -> go.Figure:
     """The four-panel figure (see the module docstring) for ``trajectories`` by method name.
@@ -79,6 +80,8 @@ def geometry_figure(
         step: t in [0, T − 1], the step whose vectors are drawn.
         focus: the method whose step vectors are drawn (a key of ``trajectories``).
         resolution: grid points per axis for the contours, ≥ 2.
+        view: the landscape panel's axis ranges ((x_min, x_max), (y_min, y_max)), a zoom into
+            ``landscape.bounds`` (where the contours are computed); ``None``: all of them.
         widget: return a ``go.FigureWidget`` (live in Jupyter) instead of a ``go.Figure``.
 
     Raises:
@@ -136,6 +139,9 @@ def geometry_figure(
         template="plotly_white",
     )
     update_landscape(figure, landscape, resolution=resolution)
+    if view is not None:
+        figure.update_xaxes(range=list(view[0]), row=1, col=1)
+        figure.update_yaxes(range=list(view[1]), row=1, col=1)
     update_trajectories(figure, trajectories, rho=rho, step=step, focus=focus)
     return go.FigureWidget(figure) if widget else figure
 
