@@ -7,6 +7,7 @@ from workbench.ui.live_run import LiveRun
 from workbench.ui.measure import landscape_directions, measure_spectrum
 from workbench.ui.snapshot import ModelSnapshot, load_snapshot, snapshot_of
 from workbench.ui.spectrum import SpectrumExplorer, eigenvalue_table, spectrum_explorer
+from workbench.ui.toy_explorer import ToyExplorer, toy_explorer
 
 __all__ = [
     "LandscapeExplorer",
@@ -14,6 +15,7 @@ __all__ = [
     "LiveRun",
     "ModelSnapshot",
     "SpectrumExplorer",
+    "ToyExplorer",
     "TrainingDashboard",
     "eigenvalue_table",
     "landscape_directions",
@@ -22,5 +24,6 @@ __all__ = [
     "measure_spectrum",
     "snapshot_of",
     "spectrum_explorer",
+    "toy_explorer",
     "training_dashboard",
 ]

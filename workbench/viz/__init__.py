@@ -1,14 +1,16 @@
-"""Plotly figures built from history tables, and self-contained HTML reports."""
+"""Plotly figures built from history tables and toy trajectories, and self-contained HTML reports."""
 
 from workbench.viz.curves import METRIC_TITLES, PANELS, metrics_figure, run_colors, summary_table
 from workbench.viz.landscape_figures import line_figure, plane_figure
 from workbench.viz.report import load_runs, write_report
 from workbench.viz.spectrum_figures import spectrum_figure
+from workbench.viz.toy_figures import geometry_figure
 from workbench.viz.training_figures import training_figure
 
 __all__ = [
     "METRIC_TITLES",
     "PANELS",
+    "geometry_figure",
     "line_figure",
     "load_runs",
     "metrics_figure",
