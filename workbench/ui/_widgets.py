@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -30,11 +30,14 @@ def error_html(error: BaseException | str) -> str:
 class Panel:
     """A panel of widgets: displaying it displays ``widget``; ``controls`` are its settings by name.
 
-    Subclasses set ``widget`` and ``controls`` in their constructor.
+    Subclasses set ``widget``, ``controls`` and ``status`` (the line errors go to) in their constructor.
     """
 
     widget: widgets.Widget
     controls: dict[str, widgets.ValueWidget]
+    status: widgets.HTML
+    # errors a widget callback shows on the status line instead of raising into the kernel's log
+    shown_errors: tuple[type[Exception], ...] = (ValueError,)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         return self.widget._repr_mimebundle_(**kwargs)
@@ -46,3 +49,13 @@ class Panel:
             ValueError: for an unknown name, listing the known ones.
         """
         set_values(self.controls, settings)
+
+    def _show_error(self, error: Exception) -> None:
+        self.status.value = error_html(error)
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        """Run a widget callback's ``action``; a ``shown_errors`` error goes to the status line."""
+        try:
+            action()
+        except self.shown_errors as error:
+            self._show_error(error)

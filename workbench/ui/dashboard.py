@@ -57,6 +57,9 @@ class TrainingDashboard(Panel):
         charts: the ``LiveCharts``; ``widget``: the whole panel.
     """
 
+    # bad settings, a missing run folder, a button pressed at the wrong moment: all go to the status line
+    shown_errors = (ValueError, FileNotFoundError, RuntimeError)
+
     def __init__(
         self,
         config: TrainConfig,
@@ -333,13 +336,6 @@ class TrainingDashboard(Panel):
             self.resume()
         else:
             self.pause()
-
-    def _guarded(self, action: Callable[[], Any]) -> None:
-        """Run a button's action; a ValueError (bad setting, wrong moment) becomes the status line."""
-        try:
-            action()
-        except (ValueError, FileNotFoundError, RuntimeError) as error:
-            self.status.value = error_html(error)
 
     def _put_aside(self) -> None:
         if self.run is None:

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from workbench._checks import check_choice, check_float, check_int
 from workbench.probes import LossSlice1D, LossSlice2D
-from workbench.ui._widgets import Panel, error_html
+from workbench.ui._widgets import Panel
 from workbench.ui.charts import Throttle, replace_figure
 from workbench.ui.measure import DIRECTION_KINDS, Directions, grid, landscape_directions, landscape_line, landscape_rows
 from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
@@ -220,14 +220,8 @@ class LandscapeExplorer(Panel):
         self.controls["span"].disabled = change["new"]
 
     def _show_error(self, error: Exception) -> None:
-        self.status.value = error_html(error)
+        super()._show_error(error)
         self._set_busy(False)
-
-    def _guarded(self, action: Any) -> None:
-        try:
-            action()
-        except ValueError as error:
-            self._show_error(error)
 
 
 def landscape_explorer(source: Source, **settings: Any) -> LandscapeExplorer:

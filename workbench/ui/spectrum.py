@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench._checks import check_int
-from workbench.ui._widgets import Panel, error_html
+from workbench.ui._widgets import Panel
 from workbench.ui.charts import replace_figure
 from workbench.ui.measure import Spectrum, measure_spectrum
 from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
@@ -141,14 +141,8 @@ class SpectrumExplorer(Panel):
         self.button.disabled = False
 
     def _show_error(self, error: Exception) -> None:
-        self.status.value = error_html(error)
+        super()._show_error(error)
         self.button.disabled = False
-
-    def _guarded(self, action: Any) -> None:
-        try:
-            action()
-        except ValueError as error:
-            self._show_error(error)
 
 
 def spectrum_explorer(source: Source, **settings: Any) -> SpectrumExplorer:
