@@ -54,7 +54,7 @@ def test_the_shipped_grids_are_valid():
     quick = load_grid(REPO / "grids" / "quick.yaml")
     assert len(quick.runs) == 4 and {run.group for run in quick.runs} == {"sgd", "eigensam"}
     study = load_grid(REPO / "grids" / "mnist1d_study.yaml")
-    assert {run.variant for run in study.runs} == {"sgd", "sam", "asam", "eigensam", "xsam"}
+    assert {run.variant for run in study.runs} >= {"sgd", "sam", "asam", "eigensam", "xsam"}
     assert len({run.axes["seed"] for run in study.runs}) >= 5
     assert quick.notebook == study.notebook == NOTEBOOK
 
