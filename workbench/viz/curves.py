@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 METRIC_TITLES = {
     "train_loss": "train loss (batch) [nats]",
     "test_loss": "test loss [nats]",
+    "train_eval_loss": "train loss (fixed training samples, eval mode) [nats]",
     "train_accuracy": "train accuracy",
     "test_accuracy": "test accuracy",
     "lambda_1": "λ1, top Hessian eigenvalue",
