@@ -72,7 +72,9 @@ def collect(output: str | Path, *, title: str | None = None, reference: str | No
     specs.sort(key=lambda spec: (str(spec.get("grid")), spec["index"], spec["name"]))
     runs = pd.DataFrame([_row(spec) for spec in specs])
     finished = runs[runs.state == FINISHED]
-    histories = pd.concat([_history(spec) for spec in specs if run_state(spec["folder"]) == FINISHED] or [_empty()])
+    histories = pd.concat(
+        [_history(spec) for spec, state in zip(specs, runs.state, strict=True) if state == FINISHED] or [_empty()]
+    )
     statistics = seed_statistics(finished, SUMMARY_METRICS)
     comparison = None if reference is None else paired_comparison(finished, SUMMARY_METRICS, reference=reference)
     files = {
