@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 
 from workbench.toy import run_all, scenario
@@ -48,9 +49,7 @@ def main() -> None:
         landscape, trajectories, rho=chosen.settings.rho, step=chosen.step, focus=chosen.focus, view=VIEW
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "sam_geometry.png"
-    figure.write_image(path, width=WIDTH, height=HEIGHT)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    write_png(figure, args.out / "sam_geometry.png")
     if args.study is not None:
         write_study_figure(args.study, args.out / "mnist1d_study.png")
 
@@ -66,6 +65,11 @@ def write_study_figure(study: Path, path: Path) -> None:
     figure.update_yaxes(type="log", row=1, col=2)
     figure.update_yaxes(type="log", row=2, col=1)
     figure.update_xaxes(title_text="step", row=2)
+    write_png(figure, path)
+
+
+def write_png(figure: go.Figure, path: Path) -> None:
+    """``figure`` as a WIDTH × HEIGHT PNG at ``path``, reported with its size."""
     figure.write_image(path, width=WIDTH, height=HEIGHT)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
 
