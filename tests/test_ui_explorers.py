@@ -9,6 +9,8 @@ import torch
 
 from tests.conftest import exact_hessian
 from tests.ui_helpers import moons_config, moons_data
+from workbench.live.measure import landscape_plane, landscape_rows, project_trajectory
+from workbench.live.trajectory import Trajectory
 from workbench.probes import loss_slice_2d, random_filter_normalized_direction
 from workbench.train import Trainer
 from workbench.ui import (
@@ -21,8 +23,6 @@ from workbench.ui import (
     snapshot_of,
     spectrum_explorer,
 )
-from workbench.ui.measure import landscape_plane, landscape_rows, project_trajectory
-from workbench.ui.trajectory import Trajectory
 from workbench.viz import plane_figure, spectrum_figure
 from workbench.viz.spectrum_figures import run_densities
 

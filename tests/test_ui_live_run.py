@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.ui_helpers import moons_config, moons_data
+from workbench.live.live_run import LiveRun, run_label
+from workbench.live.trajectory import Trajectory, TrajectoryRecorder
 from workbench.train import Trainer
-from workbench.ui.live_run import LiveRun, run_label
-from workbench.ui.trajectory import Trajectory, TrajectoryRecorder
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.datasets import DATASETS, DatasetSplits, load_dataset
+from workbench.live.live_run import OPTIMIZER_NAMES, LiveRun, run_label
+from workbench.live.snapshot import ModelSnapshot
 from workbench.models import MODELS
 from workbench.train import History, TrainConfig, TrainEvent, optimizer_options
 from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
-from workbench.ui.live_run import OPTIMIZER_NAMES, LiveRun, run_label
-from workbench.ui.snapshot import ModelSnapshot
 from workbench.viz import summary_table
 from workbench.viz.training_figures import training_figure
 

@@ -18,12 +18,19 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from workbench._checks import check_choice, check_float, check_int
+from workbench.live.measure import (
+    DIRECTION_KINDS,
+    Directions,
+    grid,
+    landscape_directions,
+    landscape_line,
+    landscape_rows,
+)
+from workbench.live.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
+from workbench.live.tasks import BackgroundTask
 from workbench.probes import LossSlice1D, LossSlice2D
 from workbench.ui._widgets import Panel
 from workbench.ui.charts import Throttle, replace_figure
-from workbench.ui.measure import DIRECTION_KINDS, Directions, grid, landscape_directions, landscape_line, landscape_rows
-from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
-from workbench.ui.tasks import BackgroundTask
 from workbench.viz.landscape_figures import VIEWS, line_figure, plane_figure
 
 #: Shortest time between redraws of a filling 2-D slice, seconds: a surface's z goes as JSON, so redraw it rarely.

@@ -1,7 +1,7 @@
 """The spectrum explorer: top-k eigenvalues, SLQ density and trace of a saved or live model, with uncertainty.
 
 Press Measure: the explorer takes a snapshot of its source (a saved run, or the live model between two
-steps), calls ``workbench.ui.measure.measure_spectrum`` on a background thread and draws
+steps), calls ``workbench.live.measure.measure_spectrum`` on a background thread and draws
 ``workbench.viz.spectrum_figures.spectrum_figure``. No math here.
 """
 
@@ -16,11 +16,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench._checks import check_int
+from workbench.live.measure import Spectrum, measure_spectrum
+from workbench.live.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
+from workbench.live.tasks import BackgroundTask
 from workbench.ui._widgets import Panel
 from workbench.ui.charts import replace_figure
-from workbench.ui.measure import Spectrum, measure_spectrum
-from workbench.ui.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
-from workbench.ui.tasks import BackgroundTask
 from workbench.viz.spectrum_figures import spectrum_figure
 
 _STYLE = {"description_width": "110px"}

@@ -17,7 +17,7 @@ COLORSCALE = "Viridis"
 
 
 class ProjectionLike(Protocol):
-    """A trajectory in slice coordinates (``workbench.ui.measure.TrajectoryProjection`` has these)."""
+    """A trajectory in slice coordinates (``workbench.live.measure.TrajectoryProjection`` has these)."""
 
     steps: np.ndarray  # (T,)
     coords: np.ndarray  # (T, k)

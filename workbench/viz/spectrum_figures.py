@@ -1,5 +1,5 @@
 """Plotly figures of a Hessian spectrum: the SLQ density with its run-to-run uncertainty, and the top-k
-eigenvalues with their residual bounds. Takes ``workbench.ui.measure.Spectrum``-like results; no training."""
+eigenvalues with their residual bounds. Takes ``workbench.live.measure.Spectrum``-like results; no training."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ LOG_DECADES = 7
 
 
 class SpectrumLike(Protocol):
-    """What ``spectrum_figure`` reads (``workbench.ui.measure.Spectrum`` has it)."""
+    """What ``spectrum_figure`` reads (``workbench.live.measure.Spectrum`` has it)."""
 
     label: str
     step: int

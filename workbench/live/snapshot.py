@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from workbench.datasets import DatasetSplits
+from workbench.live.trajectory import TRAJECTORY_FILE, Trajectory
 from workbench.train import Trainer
-from workbench.ui.trajectory import TRAJECTORY_FILE, Trajectory
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

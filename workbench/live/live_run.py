@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.datasets import DatasetSplits
+from workbench.live.snapshot import CHECKPOINT_FILE, ModelSnapshot, open_checkpoint, snapshot_of_trainer
+from workbench.live.trajectory import TRAJECTORY_FILE, Trajectory, TrajectoryRecorder
 from workbench.train import History, TrainConfig, Trainer, TrainEvent, TrainResult, optimizer_options
-from workbench.ui.snapshot import CHECKPOINT_FILE, ModelSnapshot, open_checkpoint, snapshot_of_trainer
-from workbench.ui.trajectory import TRAJECTORY_FILE, Trajectory, TrajectoryRecorder
 
 T = TypeVar("T")
 Callback = Callable[[TrainEvent], None]

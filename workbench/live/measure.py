@@ -26,6 +26,7 @@ from workbench.curvature import (
     spectral_density,
     top_eigenpairs,
 )
+from workbench.live.snapshot import ModelSnapshot
 from workbench.params import flatten
 from workbench.probes import (
     LossSlice1D,
@@ -38,7 +39,6 @@ from workbench.probes import (
     trajectory_pca_directions,
 )
 from workbench.probes.perturbed import DEFAULT_CHUNK_SIZE, PerturbedLoss
-from workbench.ui.snapshot import ModelSnapshot
 
 DIRECTION_KINDS = ("random", "eigen", "pca")
 DIRECTION_TITLES = {
