@@ -3,26 +3,17 @@ trajectory projected on the plane. Takes ``workbench.probes.LossSlice1D/2D`` and
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 import plotly.graph_objects as go
 
 from workbench._checks import check_choice
+from workbench.live.measure import TrajectoryProjection
 from workbench.probes import LossSlice1D, LossSlice2D
 
 VIEWS = ("contour", "surface")
 TRAJECTORY_COLOR = "#d62728"
 COLORSCALE = "Viridis"
 
-
-class ProjectionLike(Protocol):
-    """A trajectory in slice coordinates (``workbench.live.measure.TrajectoryProjection`` has these)."""
-
-    steps: np.ndarray  # (T,)
-    coords: np.ndarray  # (T, k)
-    loss: np.ndarray  # (T,)
-    captured: float
 
 
 def _z(loss: np.ndarray, log_scale: bool) -> list:
@@ -61,7 +52,7 @@ def plane_figure(
     slice_2d: LossSlice2D,
     *,
     view: str = "contour",
-    projection: ProjectionLike | None = None,
+    projection: TrajectoryProjection | None = None,
     axis_title: str,
     title: str = "",
     log_scale: bool = False,

@@ -1,34 +1,20 @@
 """Plotly figures of a Hessian spectrum: the SLQ density with its run-to-run uncertainty, and the top-k
-eigenvalues with their residual bounds. Takes ``workbench.live.measure.Spectrum``-like results; no training."""
+eigenvalues with their residual bounds. Takes ``workbench.live.measure.Spectrum`` results; no training."""
 
 from __future__ import annotations
-
-from typing import Protocol
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.curvature import EigenResult, SpectralDensity, TraceResult
+from workbench.curvature import SpectralDensity
+from workbench.live.measure import Spectrum
 
 DENSITY_COLOR = "#1f77b4"
 EIGEN_COLOR = "#d62728"
 #: The density's log axis shows this many decades below its peak (SLQ densities have tails of ~0 weight).
 LOG_DECADES = 7
 
-
-class SpectrumLike(Protocol):
-    """What ``spectrum_figure`` reads (``workbench.live.measure.Spectrum`` has it)."""
-
-    label: str
-    step: int
-    eigen: EigenResult
-    trace: TraceResult
-    density: SpectralDensity
-    num_params: int
-
-    @property
-    def slq_trace(self) -> float: ...
 
 
 def run_densities(density: SpectralDensity) -> np.ndarray:
@@ -39,7 +25,7 @@ def run_densities(density: SpectralDensity) -> np.ndarray:
     return np.einsum("rs,rsg->rg", density.weights, kernel)
 
 
-def spectrum_figure(spectrum: SpectrumLike, *, title: str | None = None) -> go.Figure:
+def spectrum_figure(spectrum: Spectrum, *, title: str | None = None) -> go.Figure:
     """Two panels: the SLQ eigenvalue density (log scale, mean ± standard error over runs, the top-k eigenvalues
     marked) and the top-k eigenvalues with their residual bounds as error bars; the title gives tr(H) ± its
     standard error (Hutch++) and the SLQ trace as a check."""
