@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench.batch.records import FINISHED, PARAMS_FILE, read_json, run_state
+from workbench.batch.records import FINISHED, PARAMS_FILE, run_state
+from workbench.jsonfiles import read_json
+from workbench.train.run_folder import RunFolder
 
 
 def checkpoint_norms(checkpoint: Path) -> dict[str, float]:
@@ -32,7 +34,7 @@ def main() -> None:
     rows = []
     for params in sorted(args.batch.glob(f"*/{PARAMS_FILE}")):
         if run_state(params.parent) == FINISHED:
-            rows.append({"group": read_json(params)["group"], **checkpoint_norms(params.parent / "checkpoint.pt")})
+            rows.append({"group": read_json(params)["group"], **checkpoint_norms(RunFolder(params.parent).checkpoint)})
     if not rows:
         raise SystemExit(f"{args.batch} holds no finished runs")
     table = pd.DataFrame(rows).groupby("group", sort=False).agg(["mean", "std", "count"])

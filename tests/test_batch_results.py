@@ -14,7 +14,8 @@ import papermill
 import pytest
 
 from workbench.batch import config_from_parameters, paired_comparison
-from workbench.batch.records import run_metrics, run_state, write_json
+from workbench.batch.records import run_metrics, run_state
+from workbench.jsonfiles import write_json
 from workbench.runs import QUICK_DEMO_CHANGES
 from workbench.train import TrainConfig
 from workbench.viz.batch_figures import seed_curves, seed_curves_figure, seed_statistics, seed_summary_figure

@@ -182,7 +182,9 @@ class TestBadInput:
 
     def test_foreign_state_dicts(self):
         parameters = list(Quadratic(torch.ones(4, dtype=torch.float64)).parameters())
-        with pytest.raises(ValueError, match="has no 'sharpness_aware' entry"):
+        with pytest.raises(ValueError, match="has no 'workbench' entry"):
             SAM(parameters, lr=0.1).load_state_dict(torch.optim.SGD(parameters, lr=0.1).state_dict())
-        with pytest.raises(ValueError, match="saved by an optimizer without an eigen-tracker"):
+        with pytest.raises(ValueError, match="saved by optimizer class SAM and cannot be loaded into EigenSAM"):
             EigenSAM(parameters, lr=0.1).load_state_dict(SAM(parameters, lr=0.1).state_dict())
+        with pytest.raises(ValueError, match="saved by optimizer class XSAM and cannot be loaded into EigenSAM"):
+            EigenSAM(parameters, lr=0.1).load_state_dict(XSAM(parameters, lr=0.1).state_dict())

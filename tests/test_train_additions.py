@@ -7,7 +7,9 @@ import threading
 import pytest
 
 from workbench.datasets import load_dataset
-from workbench.train import TrainConfig, Trainer, optimizer_options
+from workbench.optim import optimizer_entry
+from workbench.optim.registry import OPTION_NAMES
+from workbench.train import TrainConfig, Trainer
 
 
 def test_pause_and_resume_are_announced_to_callbacks_with_the_history_flushed(tmp_path):
@@ -65,12 +67,39 @@ def test_a_checkpoint_taken_at_a_boundary_event_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("sgd", {}), ("sam", {"rho": 0.05}), ("xsam", {"rho": 0.05, "alpha": 0.2, "freq": 5, "power_iters": 5})],
+    [
+        ("sgd", {}),
+        ("sam", {"rho": 0.05}),
+        ("asam", {"rho": 0.5, "eta": 0.01}),
+        ("eigensam", {"rho": 0.1, "alpha": 0.2, "freq": 100, "power_iters": 5}),
+        (
+            "xsam",
+            {
+                "rho": 0.05,
+                "alpha": 0.2,
+                "freq": 5,
+                "power_iters": 5,
+                "normalize_direction": True,
+                "angle_gate": False,
+                "orientation": "as_computed",
+            },
+        ),
+    ],
 )
-def test_optimizer_options_are_the_paper_defaults_a_none_stands_for(name, expected):
-    assert optimizer_options(name) == expected
+def test_optimizer_defaults_are_the_paper_values_a_none_stands_for(name, expected):
+    assert optimizer_entry(name).defaults() == expected
 
 
-def test_optimizer_options_rejects_unknown_names():
-    with pytest.raises(ValueError, match="name must be one of 'sgd'"):
-        optimizer_options("adam")
+def test_every_registered_option_is_a_config_field_and_config_rejects_strays():
+    fields = TrainConfig().to_dict()
+    assert set(OPTION_NAMES) <= set(fields)
+    assert all(fields[name] is None for name in OPTION_NAMES)  # None: the optimizer's own default
+    with pytest.raises(ValueError, match=r"optimizer 'sam' takes no alpha, orientation \(it takes: rho\)"):
+        TrainConfig(optimizer="sam", alpha=0.2, orientation="along_gradient")
+    with pytest.raises(ValueError, match="optimizer must be one of 'sgd', 'sam'"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="rho_schedule 'lr' needs an optimizer that takes rho; 'sgd' does not"):
+        TrainConfig(rho_schedule="lr")
+    assert TrainConfig(optimizer="xsam", orientation="along_adversarial").optimizer_options == {
+        "orientation": "along_adversarial"
+    }

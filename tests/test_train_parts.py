@@ -12,6 +12,7 @@ import torch
 from workbench.train import History, TrainConfig
 from workbench.train.batches import EpochBatches
 from workbench.train.control import RunControl
+from workbench.train.run_folder import RunFolder
 from workbench.train.schedule import lr_factor
 
 
@@ -20,8 +21,9 @@ class TestConfig:
         config = TrainConfig(
             optimizer="xsam", alpha=1.0, lr_milestones=(0.3, 0.6), dataset_options={"num_samples": 500}
         )
-        config.save(tmp_path / "config.json")
-        assert TrainConfig.load(tmp_path / "config.json") == config
+        folder = RunFolder(tmp_path)
+        folder.write_config(config)
+        assert TrainConfig.load(folder.config) == config == folder.read_config()
 
     def test_yaml_file(self, tmp_path):
         (tmp_path / "config.yaml").write_text("optimizer: sam\nrho: 0.1\nprobe_every: 10\n")
@@ -35,11 +37,12 @@ class TestConfig:
             ({"lr": -0.1}, r"lr must be in \(0, inf\)"),
             ({"lr": 0.0}, r"lr must be in \(0, inf\)"),
             ({"probe_every": 0}, "probe_every must be an integer >= 1"),
-            ({"rho": 0.0}, "rho must be in"),
+            ({"optimizer": "sam", "rho": 0.0}, "rho must be in"),
             ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
             ({"batch_size": 0}, "batch_size must be an integer >= 1"),
             ({"schedule": "linear"}, "schedule must be one of 'constant', 'cosine', 'step'"),
-            ({"orientation": "up"}, "orientation must be one of"),
+            ({"optimizer": "xsam", "orientation": "up"}, "orientation must be one of"),
+            ({"rho": 0.1}, r"optimizer 'sgd' takes no rho \(it takes: none of them\)"),
             ({"amp": "yes"}, "amp must be true or false"),
             ({"lr_milestones": (1.5,)}, "lr_milestones must be in"),
             ({"trace_samples": 3}, "trace_samples must be an integer >= 6"),

@@ -51,7 +51,7 @@ def test_a_saved_run_loads_as_a_snapshot_with_its_trajectory(saved_run, snapshot
 
 @pytest.mark.parametrize(
     ("source", "message"),
-    [("/nonexistent/run", "neither a run directory"), (3.5, "source must be a run directory")],
+    [("/nonexistent/run", "neither a run folder"), (3.5, "source must be a run directory")],
 )
 def test_bad_sources_are_refused(source, message):
     with pytest.raises(ValueError, match=message):
@@ -108,7 +108,7 @@ def test_a_trajectory_inside_the_plane_projects_exactly_with_its_true_losses(sna
     base = torch.cat([p.detach().flatten() for p in snapshot.model.parameters()])
     coefficients = torch.tensor([[0.5, -0.25], [0.0, 0.0], [-1.0, 0.75]])
     points = base + coefficients @ torch.stack([d1, d2])
-    planar = ModelSnapshot(snapshot.model, snapshot.batch, "planar", 30, Trajectory(np.arange(3), points))
+    planar = ModelSnapshot(snapshot.model, snapshot.batch, "planar", 30, trajectory=Trajectory(np.arange(3), points))
     projection = project_trajectory(planar, torch.stack([d1, d2]))
     assert np.allclose(projection.coords, coefficients.numpy(), atol=1e-5)
     assert projection.captured == pytest.approx(1.0, abs=1e-6)

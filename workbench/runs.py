@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from workbench.datasets import DatasetSplits, load_dataset
 from workbench.train import TrainConfig, Trainer, TrainEvent, TrainResult
+from workbench.train.run_folder import REPORT_FILE, RunFolder
 from workbench.viz import load_runs, write_report
 
 # The main job: the four methods the papers compare, one seed, one budget, each with its paper's ρ/α.
@@ -31,13 +32,14 @@ QUICK_DEMO_CHANGES = {"epochs": 1, "steps": 12, "probe_every": 6, "trace_samples
 def train_run(
     config: TrainConfig, run_dir: str | Path, *, progress: bool = True, data: DatasetSplits | None = None
 ) -> TrainResult:
-    """Train ``config`` into ``run_dir`` (config, history, checkpoint, summary) and write its report.html."""
-    run_dir = Path(run_dir)
-    trainer = Trainer(config, run_dir=run_dir, data=data)
-    with _progress_bar(trainer, progress, run_dir.name) as update:
+    """Train ``config`` into the run folder ``run_dir`` (config, history, checkpoint, summary) and write its
+    report."""
+    folder = RunFolder(run_dir)
+    trainer = Trainer(config, run_dir=folder.path, data=data)
+    with _progress_bar(trainer, progress, folder.name) as update:
         trainer.callbacks.append(update)
         result = trainer.run()
-    write_report(load_runs([run_dir]), run_dir / "report.html", title=f"{run_dir.name}: {result.reason}")
+    write_report(load_runs([folder.path]), folder.report, title=f"{folder.name}: {result.reason}")
     return result
 
 
@@ -56,7 +58,7 @@ def run_demo(output: str | Path, *, quick: bool = False, progress: bool = True) 
         f"{base.seed}; probes every {base.probe_every} steps on {base.probe_batch_size} training samples."
     )
     return write_report(
-        load_runs(run_dirs), output / "report.html", title="SGD vs SAM vs Eigen-SAM vs X-SAM", notes=notes
+        load_runs(run_dirs), output / REPORT_FILE, title="SGD vs SAM vs Eigen-SAM vs X-SAM", notes=notes
     )
 
 

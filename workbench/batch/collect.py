@@ -23,14 +23,14 @@ from workbench.batch.comparison import paired_comparison
 from workbench.batch.records import (
     ERROR_FILE,
     FINISHED,
-    HISTORY_FILE,
     PARAMS_FILE,
     RESULT_FILE,
-    read_json,
     run_metrics,
     run_state,
 )
-from workbench.train import History, TrainConfig
+from workbench.jsonfiles import read_json
+from workbench.train import TrainConfig
+from workbench.train.run_folder import RunFolder
 from workbench.viz.batch_figures import seed_statistics
 from workbench.viz.batch_report import (
     SUMMARY_METRICS,
@@ -131,7 +131,7 @@ def _row(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _history(spec: dict[str, Any]) -> pd.DataFrame:
-    frame = History.load(spec["folder"] / HISTORY_FILE).to_frame()
+    frame = RunFolder(spec["folder"]).read_history().to_frame()
     return frame.assign(run=spec["name"], group=spec["group"])
 
 

@@ -41,7 +41,6 @@ from workbench.datasets import DATASETS, dataset_options
 from workbench.devices import resolve_device
 from workbench.models import MODELS, model_options
 from workbench.train import TrainConfig
-from workbench.train.optimizers import check_optimizer_options
 
 GRID_KEYS = ("notebook", "description", "base", "variants", "grid")
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
@@ -228,7 +227,6 @@ def _check_run(options: dict[str, Any], where: str) -> None:
         check_choice("model", config.model, MODELS)
         check_options(f"dataset {config.dataset!r}", config.dataset_options, dataset_options(config.dataset))
         check_options(f"model {config.model!r}", config.model_options, model_options(config.model))
-        check_optimizer_options(config)
         resolve_device(config.device)
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None

@@ -3,7 +3,7 @@
 Layout of ``OUTPUT/<run name>/``:
     params.json       the run (``RunSpec.to_dict()``) and the notebook it executes; written before it starts
     <notebook>.ipynb  the executed notebook (saved after every cell, so a failed or killed run keeps its part)
-    config.json, history.csv, summary.json, checkpoint.pt   the Trainer's run directory (written by the notebook)
+    config.json, history.csv, summary.json, checkpoint.pt   the Trainer's run folder (``workbench.train.run_folder``)
     result.json       written last, only when the notebook completed: status "finished", metrics, timings
     error.json        instead of result.json when the run failed: the error, the failing cell, the traceback
     worker.log        the worker process's output
@@ -14,20 +14,17 @@ other folder was interrupted (or is running). Finished runs are never recomputed
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from workbench.jsonfiles import read_json
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "worker.log"
-HISTORY_FILE = "history.csv"  # written by the Trainer
-SUMMARY_FILE = "summary.json"  # written by the Trainer
-CONFIG_FILE = "config.json"  # written by the Trainer
 
 FINISHED, FAILED, INCOMPLETE, NEW = "finished", "failed", "incomplete", "new"
 
@@ -40,22 +37,6 @@ MEAN_ACUTE_METRICS = (
     "opt_angle_adversarial_eigenvector",
     "opt_angle_descent_eigenvector",
 )
-
-
-def write_json(path: str | Path, values: Any) -> Path:
-    """Write ``values`` as indented JSON atomically (a temporary file in the same folder, then a rename);
-    NaN and infinities become null so that every JSON reader accepts the file."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(_finite(values), indent=2, ensure_ascii=False) + "\n")
-    temporary.replace(path)
-    return path
-
-
-def read_json(path: str | Path) -> Any:
-    """The JSON value in ``path``, or None when the file does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_state(folder: str | Path) -> str:
@@ -92,12 +73,3 @@ def run_metrics(history: pd.DataFrame) -> dict[str, float]:
     values["generalization_gap"] = values["final_train_accuracy"] - values["final_test_accuracy"]
     return values
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value

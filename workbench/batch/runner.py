@@ -37,10 +37,9 @@ from workbench.batch.records import (
     LOG_FILE,
     PARAMS_FILE,
     RESULT_FILE,
-    read_json,
     run_state,
-    write_json,
 )
+from workbench.jsonfiles import read_json, write_json
 
 LOCK_FILE = ".batch.lock"
 POLL_SECONDS = 0.2  # how often the runner looks for ended workers

@@ -24,14 +24,11 @@ from workbench.batch.records import (
     ERROR_FILE,
     FAILED,
     FINISHED,
-    HISTORY_FILE,
     PARAMS_FILE,
     RESULT_FILE,
-    SUMMARY_FILE,
-    read_json,
     run_metrics,
-    write_json,
 )
+from workbench.jsonfiles import read_json, write_json
 
 PARENT_POLL_SECONDS = 0.5
 PARENT_GONE = 3  # exit status of a worker whose batch died
@@ -48,7 +45,7 @@ def execute_run(folder: Path, *, kernel_name: str) -> bool:
     """
     import papermill
 
-    from workbench.train import History
+    from workbench.train.run_folder import RunFolder
 
     spec = read_json(folder / PARAMS_FILE)
     notebook = Path(spec["notebook"])
@@ -67,13 +64,14 @@ def execute_run(folder: Path, *, kernel_name: str) -> bool:
             cwd=str(folder),
             store_widget_state=False,
         )
-        summary = read_json(folder / SUMMARY_FILE)
-        if summary is None or not (folder / HISTORY_FILE).is_file():
+        trained = RunFolder(folder)
+        summary = trained.read_summary()
+        if summary is None or not trained.has_history():
             raise RuntimeError(
-                f"the notebook completed but wrote no {SUMMARY_FILE} and {HISTORY_FILE} into run_dir; a batch notebook "
-                f"must train a workbench Trainer with run_dir=run_dir"
+                f"the notebook completed but wrote no {trained.summary.name} and {trained.history.name} into "
+                "run_dir; a batch notebook must train a workbench Trainer with run_dir=run_dir"
             )
-        metrics = run_metrics(History.load(folder / HISTORY_FILE).to_frame())
+        metrics = run_metrics(trained.read_history().to_frame())
     except papermill.PapermillExecutionError as error:
         failure = {
             "error": error.ename,

@@ -9,7 +9,6 @@ and buttons respond while training runs. Whatever happens, the history computed 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -18,14 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.datasets import DatasetSplits
-from workbench.live.snapshot import CHECKPOINT_FILE, ModelSnapshot, open_checkpoint, snapshot_of_trainer
-from workbench.live.trajectory import TRAJECTORY_FILE, Trajectory, TrajectoryRecorder
-from workbench.train import History, TrainConfig, Trainer, TrainEvent, TrainResult, optimizer_options
+from workbench.live.snapshot import ModelSnapshot, open_checkpoint, snapshot_of_trainer
+from workbench.live.trajectory import Trajectory, TrajectoryRecorder
+from workbench.optim import optimizer_entry
+from workbench.train import History, TrainConfig, Trainer, TrainEvent, TrainResult
+from workbench.train.run_folder import RunFolder
 
 T = TypeVar("T")
 Callback = Callable[[TrainEvent], None]
 
-OPTIMIZER_NAMES = {"sgd": "SGD", "sam": "SAM", "asam": "ASAM", "eigensam": "Eigen-SAM", "xsam": "X-SAM"}
 #: Memory the recorded trajectory may take by default (bytes): 512 snapshots of the 32 k-parameter MNIST-1D CNN.
 DEFAULT_TRAJECTORY_BYTES = 64 * 2**20
 #: Trainer events at which weights, history and step counter agree: requests (snapshots, saves) are served there.
@@ -36,8 +36,9 @@ RATE_WINDOW = 2.0
 
 def run_label(config: TrainConfig) -> str:
     """A short name for a run: optimizer, its ρ/α (paper defaults where the config says None), lr and seed."""
-    parts = [OPTIMIZER_NAMES[config.optimizer]]
-    defaults = optimizer_options(config.optimizer)
+    entry = optimizer_entry(config.optimizer)
+    parts = [entry.title]
+    defaults = entry.defaults()
     for option, symbol in (("rho", "ρ"), ("alpha", "α")):
         if option in defaults:
             value = getattr(config, option)
@@ -290,27 +291,14 @@ class LiveRun:
         return self.between_steps(take)
 
     def save(self, run_dir: str | Path) -> Path:
-        """Write the run as it is now (between two steps) to ``run_dir``: config.json, history.csv, checkpoint.pt,
-        summary.json and trajectory.pt. ``LiveRun.open(run_dir)`` reopens it and continues exactly."""
-        run_dir = Path(run_dir)
+        """Write the run as it is now (between two steps) to the run folder ``run_dir``: config, history,
+        checkpoint, summary and trajectory. ``LiveRun.open(run_dir)`` reopens it and continues exactly."""
+        folder = RunFolder(run_dir)
 
         def write() -> Path:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            trainer = self.trainer
-            trainer.config.save(run_dir / "config.json")
-            trainer.history.save(run_dir / "history.csv")
-            trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
-            self._save_trajectory(run_dir)
-            summary = {
-                "status": self.status,
-                "reason": trainer.reason,
-                "steps": trainer.step,
-                "seconds": trainer.seconds,
-                "final": trainer.final_metrics(),
-                "config": trainer.config.to_dict(),
-            }
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            return run_dir
+            self.trainer.save_to(folder, status=self.status)
+            self._save_trajectory(folder)
+            return folder.path
 
         return self.between_steps(write)
 
@@ -337,8 +325,8 @@ class LiveRun:
         if event.kind in ("start", "step", "end"):  # the first weights and the last are kept off the schedule too
             force = event.kind == "end" or len(self.recorder) == 0
             self.recorder.record(event.step, self.trainer.model, force=force)
-        if event.kind in ("pause", "end") and self.trainer.run_dir is not None:
-            self._save_trajectory(self.trainer.run_dir)
+        if event.kind in ("pause", "end") and self.trainer.folder is not None:
+            self._save_trajectory(self.trainer.folder)
         if event.kind in _CONSISTENT_EVENTS:
             self._serve_requests()
 
@@ -346,7 +334,7 @@ class LiveRun:
         while self._requests:
             self._requests.popleft().serve()
 
-    def _save_trajectory(self, run_dir: Path) -> None:
+    def _save_trajectory(self, folder: RunFolder) -> None:
         trajectory = self.recorder.trajectory()
         if trajectory is not None:
-            trajectory.save(run_dir / TRAJECTORY_FILE)
+            trajectory.save(folder.trajectory)

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from workbench.datasets import DatasetSplits
-from workbench.live.trajectory import TRAJECTORY_FILE, Trajectory
+from workbench.inputs import LossFn
+from workbench.live.trajectory import Trajectory
 from workbench.train import Trainer
-
-CHECKPOINT_FILE = "checkpoint.pt"
+from workbench.train.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ModelSnapshot:
         batch: ``(inputs, targets)``, the run's fixed probe batch (the one λ1 and the trace were logged on).
         label: a name for figure titles.
         step: the optimizer step the weights belong to.
+        loss_fn: the run's training loss ``loss_fn(outputs, targets)`` (the trainer's; mean cross-entropy by default).
         trajectory: the weights along the run so far, or None when they were not recorded.
     """
 
@@ -38,12 +39,8 @@ class ModelSnapshot:
     batch: tuple[torch.Tensor, torch.Tensor]
     label: str
     step: int
+    loss_fn: LossFn = F.cross_entropy
     trajectory: Trajectory | None = None
-
-    @staticmethod
-    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The training loss: mean cross-entropy, in nats."""
-        return F.cross_entropy(outputs, targets)
 
     def snapshot(self) -> ModelSnapshot:
         """Itself (a snapshot is a source too)."""
@@ -69,7 +66,7 @@ def snapshot_of_trainer(trainer: Trainer, *, label: str, trajectory: Trajectory 
         batch = trainer.probe.batch
     else:  # the probe batch is the first probe_batch_size of the fixed training-evaluation samples
         batch = tuple(tensor[: trainer.config.probe_batch_size] for tensor in trainer.eval_train_tensors)
-    return ModelSnapshot(model, (batch[0], batch[1]), label, trainer.step, trajectory)
+    return ModelSnapshot(model, (batch[0], batch[1]), label, trainer.step, trainer.loss_fn, trajectory)
 
 
 def open_checkpoint(path: str | Path, *, data: DatasetSplits | None = None) -> tuple[Trainer, Trajectory | None]:
@@ -82,13 +79,9 @@ def open_checkpoint(path: str | Path, *, data: DatasetSplits | None = None) -> t
     Raises:
         ValueError: when ``path`` is neither.
     """
-    path = Path(path)
-    checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
-    if not checkpoint.is_file():
-        raise ValueError(f"{str(path)!r} is neither a run directory with {CHECKPOINT_FILE} nor a checkpoint file")
+    folder, checkpoint = RunFolder.of_checkpoint(path)
     trainer = Trainer.from_checkpoint(checkpoint, data=data)
-    trajectory_file = checkpoint.parent / TRAJECTORY_FILE
-    return trainer, Trajectory.load(trajectory_file) if trajectory_file.is_file() else None
+    return trainer, Trajectory.load(folder.trajectory) if folder.trajectory.is_file() else None
 
 
 def load_snapshot(path: str | Path, *, data: DatasetSplits | None = None) -> ModelSnapshot:

@@ -11,8 +11,6 @@ import torch
 from workbench._checks import check_int
 from workbench.params import flatten
 
-TRAJECTORY_FILE = "trajectory.pt"
-
 
 @dataclass(frozen=True)
 class Trajectory:

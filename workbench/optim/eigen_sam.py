@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from workbench._checks import check_float
+from workbench._checks import check_float, check_int
 from workbench.optim.rules import eigen_sam_perturbation, sam_perturbation
 from workbench.optim.sharpness_aware import SharpnessAware
 from workbench.optim.tracker import EigenTracker
@@ -25,16 +25,16 @@ class EigenSAM(SharpnessAware):
     ``model`` is given, before steps t = freq, 2·freq, ... (per epoch with ``epoch_length``).
 
     Before the first refresh there is no v and the step is exactly SAM's (ε = ρ·ĝ). Reading of the published code:
-    ``utils.py`` of github.com/RitianLuo/EigenSAM and its training loop as shipped in github.com/huang5467/X-SAM
-    (``XSAM/train.py`` and ``sam.py``; the Eigen-SAM repository's own script is not public in our sources). That
-    loop calls ``first_step(normalization=False)`` also before v exists, on the unmodified gradient, i.e.
-    ε = ρ·g for the first ``freq`` steps: an artefact of the flag it needs once ε is built from ĝ, not copied here.
+    ``utils.py`` and the training script ``train.py`` of github.com/RitianLuo/EigenSAM (the same loop is shipped in
+    github.com/huang5467/X-SAM as ``XSAM/train.py`` with ``sam.py``). That loop calls
+    ``first_step(normalization=False)`` also before v exists, on the unmodified gradient, i.e. ε = ρ·g for the first
+    ``freq`` steps: an artefact of the flag it needs once ε is built from ĝ, not copied here.
 
     Args:
         params, base_optimizer, model, base_kwargs: as for ``SharpnessAware``.
-        rho: ρ > 0 (published default 0.1).
-        alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM).
-        freq: refresh period in steps, ≥ 1 (published default 100).
+        rho: ρ > 0 (published default 0.1); a per-group setting.
+        alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM); a per-group setting.
+        freq: refresh period in steps, ≥ 1 (published default 100); a group setting, the same in every group.
         power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or
@@ -55,9 +55,22 @@ class EigenSAM(SharpnessAware):
         model: torch.nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        self.alpha = check_float("alpha", alpha, minimum=0.0)
         tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
-        super().__init__(params, base_optimizer, rho=rho, tracker=tracker, model=model, **base_kwargs)
+        settings = {"alpha": alpha, "freq": freq}
+        super().__init__(
+            params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs
+        )
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """ρ > 0, α ≥ 0 and freq ≥ 1 in every group."""
+        super().check_group(group)
+        check_float("alpha", group["alpha"], minimum=0.0)
+        check_int("freq", group["freq"], minimum=1)
+
+    @property
+    def alpha(self) -> float | torch.Tensor:
+        """α: one float when every group has the same, else per coordinate ``(n,)``."""
+        return self.group_values("alpha")
 
     def perturbation(self, gradient: torch.Tensor, eigenvector: torch.Tensor | None) -> torch.Tensor:
         """Eigen-SAM's ε once v exists, SAM's before (see ``rules.eigen_sam_perturbation``)."""

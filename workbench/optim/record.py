@@ -1,7 +1,8 @@
-"""StepRecord: what a sharpness-aware optimizer did at its last step, for probes and history tables."""
+"""StepRecord: what a workbench optimizer did at its last step, for probes and history tables."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,86 +18,95 @@ SCALAR_NAMES = (
     "angle_descent_eigenvector",
     "orientation_sign",
 )
+NORM_NAMES = SCALAR_NAMES[:3]  # what a step without an eigenvector records (the first alone without a perturbation)
 
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One step of a ``SharpnessAware`` optimizer.
+    """One step of a workbench optimizer (``PlainStep`` or a ``SharpnessAware`` one).
 
     Notation: g = ∇L(θ) (first pass), ε the perturbation, g_adv = ∇L(θ + ε) (second pass), d the direction
     handed to the base optimizer (g_adv, or X-SAM's corrected g̃), v the eigenvector the step used (the tracked
     vector times ``orientation_sign``). Norms are in the units of the gradient (ε: of the parameters); angles in
-    degrees in [0, 180]; anything involving v is NaN when the step used no eigenvector (SAM, ASAM, and Eigen-SAM
-    / X-SAM before their first refresh).
+    degrees in [0, 180]; anything involving v is NaN when the step used no eigenvector (Eigen-SAM and X-SAM
+    before their first refresh).
 
-    The scalars are computed on the parameters' device and copied to the host only when first read, so
-    recording never stalls a GPU. ``scalars()`` gives them all as a dict (one row of a history table).
+    A record holds the scalars that apply to its optimizer (``scalar_names``): ‖g‖ alone for a plain step, the
+    three norms for SAM and ASAM, all of ``SCALAR_NAMES`` plus ``refreshed`` and ``eigenvalue`` for the methods
+    that track an eigenvector. They are computed on the parameters' device and copied to the host only when first
+    read, so recording never stalls a GPU. ``scalars()`` gives them as a dict (one row of a history table);
+    reading a property the record does not hold gives NaN.
 
     Attributes:
         step: index of this step (0 for the first).
         refreshed: whether v was re-estimated just before this step.
-        eigenvalue: the Rayleigh-quotient estimate λ of the last refresh (NaN before any).
+        eigenvalue: the eigen-tracker's estimate λ of v's eigenvalue from the last refresh (NaN before any; see
+            ``EigenTracker.eigenvalue`` for which vector it belongs to).
         gradient: g, flat ``(n,)``, detached.
-        perturbation: ε, flat ``(n,)``, detached.
-        scalar_values: ``(len(SCALAR_NAMES),)`` tensor behind the scalar properties, in ``SCALAR_NAMES`` order.
+        perturbation: ε, flat ``(n,)``, detached; ``None`` for a plain step.
+        scalar_values: ``(len(scalar_names),)`` tensor behind the scalar properties.
+        scalar_names: the names of ``scalar_values``, in order (a prefix-free subset of ``SCALAR_NAMES``).
+        tracking: whether the optimizer tracks an eigenvector (then ``refreshed`` and ``eigenvalue`` are scalars).
     """
 
     step: int
     refreshed: bool
     eigenvalue: float
     gradient: torch.Tensor = field(repr=False)
-    perturbation: torch.Tensor = field(repr=False)
+    perturbation: torch.Tensor | None = field(repr=False)
     scalar_values: torch.Tensor = field(repr=False)
+    scalar_names: tuple[str, ...] = SCALAR_NAMES
+    tracking: bool = True
 
     def scalars(self) -> dict[str, float]:
-        """Every scalar of the step (``SCALAR_NAMES`` plus step, eigenvalue and refreshed as 0/1) by name."""
-        return {
-            "step": float(self.step),
-            "refreshed": float(self.refreshed),
-            "eigenvalue": self.eigenvalue,
-            **self._host_values,
-        }
+        """Every scalar of the step by name: ``step``, the tracker's ``refreshed`` (0/1) and ``eigenvalue`` when
+        it has one, and ``scalar_names``."""
+        tracker = {"refreshed": float(self.refreshed), "eigenvalue": self.eigenvalue} if self.tracking else {}
+        return {"step": float(self.step), **tracker, **self._host_values}
 
     @cached_property
     def _host_values(self) -> dict[str, float]:
-        return dict(zip(SCALAR_NAMES, self.scalar_values.tolist(), strict=True))
+        return dict(zip(self.scalar_names, self.scalar_values.tolist(), strict=True))
+
+    def _value(self, name: str) -> float:
+        return self._host_values.get(name, math.nan)
 
     @property
     def gradient_norm(self) -> float:
         """‖g‖."""
-        return self._host_values["gradient_norm"]
+        return self._value("gradient_norm")
 
     @property
     def perturbation_norm(self) -> float:
         """‖ε‖."""
-        return self._host_values["perturbation_norm"]
+        return self._value("perturbation_norm")
 
     @property
     def adversarial_gradient_norm(self) -> float:
         """‖g_adv‖."""
-        return self._host_values["adversarial_gradient_norm"]
+        return self._value("adversarial_gradient_norm")
 
     @property
     def cos_perturbation_eigenvector(self) -> float:
         """cos∠(ε, v), in [−1, 1]."""
-        return self._host_values["cos_perturbation_eigenvector"]
+        return self._value("cos_perturbation_eigenvector")
 
     @property
     def angle_gradient_eigenvector(self) -> float:
         """∠(g, v) in degrees."""
-        return self._host_values["angle_gradient_eigenvector"]
+        return self._value("angle_gradient_eigenvector")
 
     @property
     def angle_adversarial_eigenvector(self) -> float:
         """∠(g_adv, v) in degrees."""
-        return self._host_values["angle_adversarial_eigenvector"]
+        return self._value("angle_adversarial_eigenvector")
 
     @property
     def angle_descent_eigenvector(self) -> float:
         """∠(d, v) in degrees: what a descent correction did to ∠(g_adv, v)."""
-        return self._host_values["angle_descent_eigenvector"]
+        return self._value("angle_descent_eigenvector")
 
     @property
     def orientation_sign(self) -> float:
         """±1: the factor applied to the tracked vector to get the v this step used (NaN without v)."""
-        return self._host_values["orientation_sign"]
+        return self._value("orientation_sign")

@@ -4,7 +4,9 @@ Every function takes and returns tensors of shape ``(n,)`` (n = number of parame
 rules run on a 2-D toy landscape and on a network's flattened weights) and is branch-free: values never leave
 the device, nothing synchronises a GPU. Notation (as in ``shared/ALGORITHMS.md``): g the mini-batch gradient at
 θ, ĝ = g/‖g‖, v a unit eigenvector of the Hessian (its sign is arbitrary unless a rule says how it is fixed),
-ρ the perturbation radius, α a mixing weight. A zero gradient gives a zero unit vector (no NaN).
+ρ the perturbation radius, α a mixing weight. ρ, α and η may be floats or per-coordinate tensors ``(n,)`` (an
+optimizer's per-parameter-group settings, expanded by ``WrappedOptimizer.group_values``). A zero gradient gives a
+zero unit vector (no NaN).
 """
 
 from __future__ import annotations
@@ -35,13 +37,18 @@ def orientation_sign(eigenvector: torch.Tensor, reference: torch.Tensor) -> torc
     return torch.where(torch.dot(reference, eigenvector) >= 0, 1.0, -1.0).to(eigenvector.dtype)
 
 
-def sam_perturbation(gradient: torch.Tensor, *, rho: float) -> torch.Tensor:
+def sam_perturbation(gradient: torch.Tensor, *, rho: float | torch.Tensor) -> torch.Tensor:
     """SAM (Foret et al., 2021): ε = ρ·ĝ, shape ``(n,)``, ‖ε‖ = ρ (0 where g = 0)."""
     return rho * unit(gradient)
 
 
 def asam_perturbation(
-    gradient: torch.Tensor, weights: torch.Tensor, *, rho: float, eta: float, adaptive: torch.Tensor | None = None
+    gradient: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    rho: float | torch.Tensor,
+    eta: float | torch.Tensor,
+    adaptive: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ASAM (Kwon et al., 2021): ε = ρ·T²g / ‖T g‖ with T = diag(|θ| + η), shape ``(n,)``.
 
@@ -60,7 +67,7 @@ def asam_perturbation(
 
 
 def eigen_sam_perturbation(
-    gradient: torch.Tensor, eigenvector: torch.Tensor, *, rho: float, alpha: float
+    gradient: torch.Tensor, eigenvector: torch.Tensor, *, rho: float | torch.Tensor, alpha: float | torch.Tensor
 ) -> torch.Tensor:
     """Eigen-SAM (Luo et al.): ε = ρ·[ĝ + α·sign(⟨g, v⟩)·(v − ⟨ĝ, v⟩ĝ)], shape ``(n,)``, not renormalised.
 
@@ -76,7 +83,7 @@ def xsam_direction(
     adversarial_gradient: torch.Tensor,
     eigenvector: torch.Tensor,
     *,
-    alpha: float,
+    alpha: float | torch.Tensor,
     angle_gate: bool = False,
     normalize: bool = True,
 ) -> torch.Tensor:

@@ -40,7 +40,7 @@ class ASAM(SharpnessAware):
     """Adaptive SAM (Kwon et al., 2021): ε = ρ·T²g/‖T g‖ with T = diag(|θ| + η), a scale-invariant radius.
 
     ``ASAM(params, base_optimizer=torch.optim.SGD, rho=0.5, eta=0.01, model=None, **base_kwargs)``; defaults
-    are the published code's (ρ = 0.5 on CIFAR-10, 1.0 on CIFAR-100). ρ > 0; η ≥ 0.
+    are the published code's (ρ = 0.5 on CIFAR-10, 1.0 on CIFAR-100). ρ > 0; η ≥ 0; both are per-group settings.
 
     Every parameter is scaled by default. The published code scales only parameters whose names contain
     "weight" and uses T = 1 for the others (biases); to match it, put those in a parameter group with
@@ -57,14 +57,19 @@ class ASAM(SharpnessAware):
         model: torch.nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        self.eta = check_float("eta", eta, minimum=0.0)
-        super().__init__(params, base_optimizer, rho=rho, model=model, **base_kwargs)
+        super().__init__(params, base_optimizer, rho=rho, model=model, group_defaults={"eta": eta}, **base_kwargs)
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """ρ > 0 and η ≥ 0 in every group."""
+        super().check_group(group)
+        check_float("eta", group["eta"], minimum=0.0)
 
     def perturbation(self, gradient: torch.Tensor, eigenvector: torch.Tensor | None) -> torch.Tensor:
         """ε = ρ·T²g/‖T g‖ (see ``rules.asam_perturbation``), T = 1 in groups with ``"adaptive": False``."""
         params = self._params()
         weights = flatten([param.detach() for param in params])
-        return asam_perturbation(gradient, weights, rho=self.rho, eta=self.eta, adaptive=self._adaptive_mask())
+        eta = self.group_values("eta")
+        return asam_perturbation(gradient, weights, rho=self.rho, eta=eta, adaptive=self._adaptive_mask())
 
     def _adaptive_mask(self) -> torch.Tensor | None:
         flags = [bool(group.get("adaptive", True)) for group in self.param_groups]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +13,13 @@ import torch
 from workbench._checks import check_float
 from workbench.curvature import EigenResult
 from workbench.modes import eval_mode
-from workbench.optim.closure_hessian import check_closure_result, closure_hessian
-from workbench.optim.record import StepRecord
+from workbench.optim.closure_hessian import closure_hessian
+from workbench.optim.record import NORM_NAMES, SCALAR_NAMES, StepRecord
 from workbench.optim.rules import angle_degrees, cosine
 from workbench.optim.tracker import EigenTracker
-from workbench.params import flatten, unflatten
-
-Closure = Callable[[], Any]
-STATE_KEY = "sharpness_aware"
+from workbench.optim.train_mode_guard import forbid_train_mode
+from workbench.optim.wrapped import Closure, WrappedOptimizer
+from workbench.params import unflatten
 
 
 @dataclass
@@ -36,7 +34,7 @@ class _Ascent:
     refreshed: bool
 
 
-class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
+class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     """A sharpness-aware optimizer: ascend to θ + ε, take the gradient there, let the base optimizer step from θ.
 
     One step (``step(closure)``):
@@ -53,9 +51,17 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
     Subclasses supply ``perturbation`` and, optionally, ``descent_direction`` and ``orientation``, each a thin
     wrapper of the pure functions in ``workbench.optim.rules``.
 
+    Settings per parameter group: ``rho`` (and each method's own, e.g. ``alpha`` and ``freq``) live in
+    ``defaults`` and in every entry of ``param_groups`` beside ``lr``, as in davda54/sam: they may differ per group
+    (ε = ρ_group·ĝ on each group's coordinates, with ĝ the unit gradient of all parameters), are saved and restored
+    with ``state_dict``, and a scheduler may move them between steps (GSAM moves ρ with the learning rate).
+    ``freq`` sets the refresh period of the one eigenvector all groups share, so it must agree across groups.
+
     Without ``model``, the optimizer cannot change modes: the perturbed pass updates BatchNorm statistics like
-    any training-mode forward pass, and the refresh runs in the model's current mode (in train mode it uses batch
-    statistics and updates the running ones once more). Pass ``model=`` for the published behaviour.
+    any training-mode forward pass (davda54/sam's behaviour; its ``bypass_bn`` habit is the user's to apply). The
+    eigenvector refresh must see the model in eval mode: without ``model``, a refresh whose closure runs BatchNorm
+    or dropout in training mode stops with a ValueError that says to pass ``model=`` (or to call ``model.eval()``
+    before refreshing by hand). Pass ``model=`` for the published behaviour.
 
     Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
     ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
@@ -67,9 +73,10 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
         params: parameters or parameter groups, as for any ``torch.optim`` optimizer. All on one device.
         base_optimizer: a ``torch.optim.Optimizer`` class; it shares this optimizer's parameter groups, so
             learning-rate schedulers work on either.
-        rho: ρ > 0, the perturbation radius.
+        rho: ρ > 0, the perturbation radius (the default of every group; a group may set its own).
         tracker: the ``EigenTracker`` for methods that use the top eigenvector, else ``None``.
         model: the module the parameters belong to, for the BatchNorm and eval-mode handling above.
+        group_defaults: the method's own per-group settings with their defaults (e.g. ``alpha``, ``freq``).
         base_kwargs: passed to ``base_optimizer`` (``lr``, ``momentum``, ``weight_decay``, ...).
 
     Attributes:
@@ -85,21 +92,33 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
         rho: float,
         tracker: EigenTracker | None = None,
         model: torch.nn.Module | None = None,
+        group_defaults: dict[str, Any] | None = None,
         **base_kwargs: Any,
     ) -> None:
-        self.rho = check_float("rho", rho, minimum=0.0, min_inclusive=False)
         if model is not None and not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
-        super().__init__(params, dict(base_kwargs))
-        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
-        self.param_groups = self.base_optimizer.param_groups
-        self.defaults.update(self.base_optimizer.defaults)
+        super().__init__(params, base_optimizer, {"rho": rho, **(group_defaults or {})}, **base_kwargs)
+        for group in self.param_groups:
+            self.check_group(group)
         self.tracker = tracker
         self.model = model
-        self.step_count = 0
-        self.last_step: StepRecord | None = None
         self._ascent: _Ascent | None = None
         self._refreshed = False
+        if tracker is not None:
+            tracker.freq = self._shared_setting("freq")
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Check a parameter group's own settings (ρ > 0 here; subclasses add theirs).
+
+        Raises:
+            ValueError: naming the setting and its allowed range.
+        """
+        check_float("rho", group["rho"], minimum=0.0, min_inclusive=False)
+
+    @property
+    def rho(self) -> float | torch.Tensor:
+        """ρ: one float when every group has the same, else per coordinate ``(n,)`` (see ``group_values``)."""
+        return self.group_values("rho")
 
     # -- the rules a method supplies -------------------------------------------------------------------------
 
@@ -127,12 +146,7 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
         Raises:
             ValueError: naming ``closure`` when it is missing, returns no loss or leaves every gradient empty.
         """
-        if closure is None:
-            raise ValueError(
-                f"closure is required: {type(self).__name__}.step needs a closure that computes the loss on the "
-                "current batch, calls loss.backward() and returns the loss (or use first_step/second_step)"
-            )
-        closure = torch.enable_grad()(closure)
+        closure = self._require_closure(closure)
         if self.refresh_due:
             self.refresh_eigenvector(closure)
         loss = self._run_closure(closure)
@@ -198,19 +212,25 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
     @property
     def refresh_due(self) -> bool:
         """Whether the tracker's schedule asks for a refresh before the next step (always False without one)."""
-        return self.tracker is not None and self.tracker.due(self.step_count)
+        if self.tracker is None:
+            return False
+        self.tracker.freq = self._shared_setting("freq")
+        return self.tracker.due(self.step_count)
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
         """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).
 
-        With ``model`` given the closure runs in eval mode. The gradients are ``None`` afterwards.
+        With ``model`` given the closure runs in eval mode; without it, it must not run BatchNorm or dropout in
+        training mode. The gradients are ``None`` afterwards.
 
         Raises:
-            ValueError: when this optimizer tracks no eigenvector, or naming ``closure`` when it misbehaves.
+            ValueError: when this optimizer tracks no eigenvector, when the closure runs a train-mode layer
+                without ``model``, or naming ``closure`` when it misbehaves.
         """
         if self.tracker is None:
             raise ValueError(f"{type(self).__name__} tracks no eigenvector (it has no EigenTracker)")
-        mode = nullcontext() if self.model is None else eval_mode(self.model)
+        owner = type(self).__name__
+        mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
         with mode, closure_hessian(closure, self._params()) as hessian:
             result = self.tracker.refresh(hessian)
         self._refreshed = True
@@ -218,52 +238,30 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
 
     # -- state ------------------------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state dict plus this optimizer's step count and tracker (vector included)."""
-        state = self.base_optimizer.state_dict()
-        state[STATE_KEY] = {
-            "step_count": self.step_count,
-            "tracker": None if self.tracker is None else self.tracker.state_dict(),
-        }
-        return state
+    def _extra_state(self) -> dict[str, Any]:
+        return {"tracker": None if self.tracker is None else self.tracker.state_dict()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore ``state_dict()``'s output, so that training continues exactly where it was saved.
-
-        Raises:
-            ValueError: naming ``state_dict`` when it was not saved by a matching sharpness-aware optimizer.
-        """
-        state = dict(state_dict)
-        ours = state.pop(STATE_KEY, None)
-        if ours is None:
-            raise ValueError(f"state_dict has no {STATE_KEY!r} entry: it was not saved by a SharpnessAware optimizer")
-        if (ours["tracker"] is None) != (self.tracker is None):
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        saved = state.get("tracker")
+        if (saved is None) != (self.tracker is None):
             raise ValueError(
-                f"state_dict was saved by an optimizer {'without' if ours['tracker'] is None else 'with'} an "
+                f"state_dict was saved by an optimizer {'without' if saved is None else 'with'} an "
                 f"eigen-tracker, but {type(self).__name__} {'has' if self.tracker is not None else 'has no'} one"
             )
-        self.base_optimizer.load_state_dict(state)
-        self.param_groups = self.base_optimizer.param_groups
-        self.step_count = int(ours["step_count"])
         if self.tracker is not None:
-            self.tracker.load_state_dict(ours["tracker"], like=self._params()[0])
+            self.tracker.load_state_dict(saved, like=self._params()[0])
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _params(self) -> list[torch.Tensor]:
-        return [param for group in self.param_groups for param in group["params"]]
-
-    def _run_closure(self, closure: Closure) -> Any:
-        self.zero_grad()
-        loss = closure()
-        check_closure_result(loss, [param.grad for param in self._params()])
-        return loss
-
-    def _flat_gradient(self, params: list[torch.Tensor], caller: str) -> torch.Tensor:
-        grads = [param.grad for param in params]
-        if all(grad is None for grad in grads):
-            raise ValueError(f"{caller}() found no gradient on any parameter: call loss.backward() first")
-        return flatten([torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, params, strict=True)])
+    def _shared_setting(self, key: str) -> Any:
+        """A setting that must be the same in every group (``freq``: one eigenvector serves all groups)."""
+        values = {group[key] for group in self.param_groups}
+        if len(values) != 1:
+            raise ValueError(
+                f"{key} must be the same in every parameter group (one eigenvector serves them all), "
+                f"got {sorted(values)}"
+            )
+        return values.pop()
 
     def _eigenvector(self, params: list[torch.Tensor]) -> torch.Tensor | None:
         if self.tracker is None or self.tracker.vector is None:
@@ -285,22 +283,28 @@ class SharpnessAware(torch.optim.Optimizer, metaclass=ABCMeta):
         sign: torch.Tensor | None,
     ) -> StepRecord:
         norms = [ascent.gradient.norm(), ascent.perturbation.norm(), adversarial.norm()]
-        if eigenvector is None or sign is None:
-            with_v = [torch.full_like(norms[0], math.nan)] * 5
+        tracker = self.tracker
+        if tracker is None:
+            values, names = norms, NORM_NAMES
+        elif eigenvector is None or sign is None:
+            values, names = norms + [torch.full_like(norms[0], math.nan)] * 5, SCALAR_NAMES
         else:
-            with_v = [
+            values = [
+                *norms,
                 cosine(ascent.perturbation, eigenvector),
                 angle_degrees(ascent.gradient, eigenvector),
                 angle_degrees(adversarial, eigenvector),
                 angle_degrees(direction, eigenvector),
                 sign.to(norms[0].dtype),
             ]
-        tracker = self.tracker
+            names = SCALAR_NAMES
         return StepRecord(
             step=self.step_count,
             refreshed=ascent.refreshed,
             eigenvalue=math.nan if tracker is None else tracker.eigenvalue,
             gradient=ascent.gradient,
             perturbation=ascent.perturbation,
-            scalar_values=torch.stack(norms + with_v),
+            scalar_values=torch.stack(values),
+            scalar_names=names,
+            tracking=tracker is not None,
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from workbench._checks import check_int
+from workbench._checks import check_bool, check_int
 from workbench.curvature import EigenResult, SymmetricOperator, power_iterate
 
 
@@ -29,9 +29,15 @@ class EigenTracker:
     largest in magnitude, the case in which power iteration estimates v1 at all). The explicit rule is needed
     because ``power_iterate`` orthonormalises its start by a QR factorisation, whose sign convention may flip it.
 
+    Eigenvalue: with ``exact_eigenvalue=False`` (published, free), ``eigenvalue`` is the Rayleigh quotient ⟨u, Hu⟩
+    of the power iterate u *before* the stored v (v = Hu/‖Hu‖): both papers' code logs this number, one iteration
+    behind the vector it keeps. ``exact_eigenvalue=True`` spends one more product per refresh so that
+    ``eigenvalue`` is vᵀHv for the stored v itself (v itself is the same either way).
+
     Args:
         freq: refresh period in steps, ≥ 1.
         power_iters: Hessian-vector products per refresh, ≥ 1 (5 in both papers' code).
+        exact_eigenvalue: see above (default False: the published estimate, no extra product).
         seed: seed of the first refresh's random start vector (drawn on the CPU, the same on every device).
         epoch_length: steps per epoch when the schedule should restart every epoch as in the published scripts
             (``len(train_loader)``), ≥ 1; ``None`` counts steps globally.
@@ -44,8 +50,10 @@ class EigenTracker:
         *,
         seed: int = 0,
         epoch_length: int | None = None,
+        exact_eigenvalue: bool = False,
     ) -> None:
         self.freq = check_int("freq", freq, minimum=1)
+        self.exact_eigenvalue = check_bool("exact_eigenvalue", exact_eigenvalue)
         self.power_iters = check_int("power_iters", power_iters, minimum=1)
         self.seed = check_int("seed", seed)
         self.epoch_length = None if epoch_length is None else check_int("epoch_length", epoch_length, minimum=1)
@@ -74,6 +82,10 @@ class EigenTracker:
         self.eigenvalue = float(result.eigenvalues[0])
         self.num_refreshes += 1
         self.num_hvps += result.num_hvps
+        if self.exact_eigenvalue:
+            product = op.batched_matvec(self.vector[None])[0]
+            self.eigenvalue = float(torch.dot(self.vector.to(product), product))
+            self.num_hvps += 1
         return result
 
     def set_vector(self, vector: torch.Tensor, eigenvalue: float = math.nan) -> None:

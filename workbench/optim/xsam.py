@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from workbench._checks import check_choice, check_float
+from workbench._checks import check_choice, check_float, check_int
 from workbench.optim.rules import orientation_sign, sam_perturbation, xsam_direction
 from workbench.optim.sharpness_aware import SharpnessAware
 from workbench.optim.tracker import EigenTracker
@@ -56,10 +56,10 @@ class XSAM(SharpnessAware):
 
     Args:
         params, base_optimizer, model, base_kwargs: as for ``SharpnessAware``.
-        rho: ρ > 0 (published default 0.05).
+        rho: ρ > 0 (published default 0.05); a per-group setting.
         alpha: α ∈ [0, 2] (published default 0.2): 1 removes the v-component, 2 reflects it; more would
-            over-reflect.
-        freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3).
+            over-reflect. A per-group setting.
+        freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3); the same in every group.
         power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
         normalize_direction, angle_gate, orientation: the switches above.
         seed: seed of the first refresh's random start vector.
@@ -83,12 +83,25 @@ class XSAM(SharpnessAware):
         model: torch.nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        self.alpha = check_float("alpha", alpha, minimum=0.0, maximum=2.0)
         self.normalize_direction = check_choice("normalize_direction", normalize_direction, (True, False))
         self.angle_gate = check_choice("angle_gate", angle_gate, (False, True))
         self.orientation_convention = check_choice("orientation", orientation, ORIENTATIONS)
         tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
-        super().__init__(params, base_optimizer, rho=rho, tracker=tracker, model=model, **base_kwargs)
+        settings = {"alpha": alpha, "freq": freq}
+        super().__init__(
+            params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs
+        )
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """ρ > 0, α ∈ [0, 2] and freq ≥ 1 in every group."""
+        super().check_group(group)
+        check_float("alpha", group["alpha"], minimum=0.0, maximum=2.0)
+        check_int("freq", group["freq"], minimum=1)
+
+    @property
+    def alpha(self) -> float | torch.Tensor:
+        """α: one float when every group has the same, else per coordinate ``(n,)``."""
+        return self.group_values("alpha")
 
     def perturbation(self, gradient: torch.Tensor, eigenvector: torch.Tensor | None) -> torch.Tensor:
         """SAM's ε = ρ·ĝ."""

@@ -34,12 +34,14 @@ import pandas as pd
 import torch
 
 from workbench._checks import check_bool, check_choice, check_float, check_int
-from workbench.optim import SAM, XSAM, EigenSAM, SharpnessAware
+from workbench.optim import OPTIMIZERS, WrappedOptimizer
 from workbench.optim.rules import angle_degrees, cosine, orientation_sign
 from workbench.optim.xsam import ORIENTATIONS
 from workbench.toy.landscapes import Landscape, check_point
 
-METHODS = ("GD", "SAM", "Eigen-SAM", "X-SAM")
+#: The toy's methods by title, each a registered optimizer: full-batch gradient descent and the SAM family.
+METHOD_OPTIMIZERS = {"GD": "sgd", **{OPTIMIZERS[name].title: name for name in ("sam", "eigensam", "xsam")}}
+METHODS = tuple(METHOD_OPTIMIZERS)
 EIGENVECTOR_SOURCES = ("exact", "power")
 
 
@@ -184,7 +186,7 @@ def run_trajectory(
     param = torch.nn.Parameter(torch.tensor(check_point("start", start), dtype=torch.float64))
     optimizer = _make_optimizer(method, param, settings)
     closure = _closure(landscape, param)
-    tracker = optimizer.tracker if isinstance(optimizer, SharpnessAware) else None
+    tracker = optimizer.tracker
     set_exact = tracker is not None and settings.eigenvector == "exact"
     rows: list[dict[str, torch.Tensor]] = []
     previous: torch.Tensor | None = None
@@ -210,26 +212,28 @@ def run_all(
     return {method: run_trajectory(landscape, start, method, settings) for method in methods}
 
 
-def _make_optimizer(method: str, param: torch.nn.Parameter, settings: RunSettings) -> torch.optim.Optimizer:
-    """The optimizer for ``method``; with exact v1 the tracker's own schedule lies beyond the run."""
-    if method == "GD":
-        return torch.optim.SGD([param], lr=settings.lr)
-    if method == "SAM":
-        return SAM([param], rho=settings.rho, lr=settings.lr)
-    freq = settings.freq if settings.eigenvector == "power" else settings.steps
-    tracking = {"freq": freq, "power_iters": settings.power_iters, "seed": settings.seed}
-    if method == "Eigen-SAM":
-        return EigenSAM([param], rho=settings.rho, alpha=settings.eigen_alpha, lr=settings.lr, **tracking)
-    return XSAM(
-        [param],
-        rho=settings.rho,
-        alpha=settings.xsam_alpha,
-        normalize_direction=settings.xsam_normalize,
-        angle_gate=settings.xsam_angle_gate,
-        orientation=settings.xsam_orientation,
-        lr=settings.lr,
-        **tracking,
-    )
+def _make_optimizer(method: str, param: torch.nn.Parameter, settings: RunSettings) -> WrappedOptimizer:
+    """The registered optimizer of ``method`` (plain SGD as its base, no momentum); with exact v1 the tracker's own
+    schedule lies beyond the run."""
+    name = METHOD_OPTIMIZERS[method]
+    tracking = {
+        "freq": settings.freq if settings.eigenvector == "power" else settings.steps,
+        "power_iters": settings.power_iters,
+    }
+    options = {
+        "sgd": {},
+        "sam": {"rho": settings.rho},
+        "eigensam": {"rho": settings.rho, "alpha": settings.eigen_alpha, **tracking},
+        "xsam": {
+            "rho": settings.rho,
+            "alpha": settings.xsam_alpha,
+            "normalize_direction": settings.xsam_normalize,
+            "angle_gate": settings.xsam_angle_gate,
+            "orientation": settings.xsam_orientation,
+            **tracking,
+        },
+    }[name]
+    return OPTIMIZERS[name].build([param], options=options, seed=settings.seed, lr=settings.lr)
 
 
 def _closure(landscape: Landscape, param: torch.nn.Parameter) -> Callable[[], torch.Tensor]:
@@ -246,7 +250,7 @@ def _closure(landscape: Landscape, param: torch.nn.Parameter) -> Callable[[], to
 
 def _record_step(
     landscape: Landscape,
-    optimizer: torch.optim.Optimizer,
+    optimizer: WrappedOptimizer,
     param: torch.nn.Parameter,
     theta: torch.Tensor,
     loss: torch.Tensor,
@@ -255,16 +259,16 @@ def _record_step(
 ) -> dict[str, torch.Tensor]:
     """The vectors of the step just taken from θ (the optimizer's own g, ε and d) and their angles to v1."""
     direction = param.grad.detach().clone()
-    if isinstance(optimizer, SharpnessAware):
-        record = optimizer.last_step
-        gradient, perturbation = record.gradient, record.perturbation
-        adversarial = landscape.gradient(theta + perturbation)
-        sign = torch.tensor(record.orientation_sign, dtype=theta.dtype)
-        tracked = optimizer.tracker.vector if optimizer.tracker is not None else None
-        used = sign * tracked if tracked is not None and not sign.isnan() else torch.full_like(theta, torch.nan)
+    record = optimizer.last_step
+    gradient = record.gradient
+    if record.perturbation is None:  # a plain gradient step: no ascent
+        perturbation, adversarial = torch.zeros_like(theta), direction
     else:
-        gradient, perturbation, adversarial = direction, torch.zeros_like(theta), direction
-        used = torch.full_like(theta, torch.nan)
+        perturbation = record.perturbation
+        adversarial = landscape.gradient(theta + perturbation)
+    sign = torch.tensor(record.orientation_sign, dtype=theta.dtype)
+    tracked = optimizer.tracker.vector if optimizer.tracker is not None else None
+    used = sign * tracked if tracked is not None and not sign.isnan() else torch.full_like(theta, torch.nan)
     v1 = v1 * orientation_sign(v1, gradient)
     return {
         "theta": theta,

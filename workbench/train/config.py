@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from workbench._checks import check_choice, check_float, check_int
+from workbench.optim.registry import OPTION_NAMES, optimizer_entry
 
-OPTIMIZERS = ("sgd", "sam", "asam", "eigensam", "xsam")
 SCHEDULES = ("constant", "cosine", "step")
-ORIENTATIONS = ("as_computed", "along_gradient")
+#: How ρ moves during training: kept constant, or proportional to the learning rate (GSAM's ρ_t = ρ·lr_t/lr).
+RHO_SCHEDULES = ("constant", "lr")
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,11 @@ class TrainConfig:
     """Everything that determines a run; the same config and seed give the same history on CPU.
 
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
-    their own options. ``rho``, ``alpha``, ``freq`` and ``power_iters`` default to each optimizer's paper
-    values when left ``None``. Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
+    their own options. The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
+    ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
+    field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
+    and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
+    (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
     Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles) run every ``probe_every`` steps on
     a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
     """
@@ -38,9 +42,11 @@ class TrainConfig:
     alpha: float | None = None
     freq: int | None = None
     power_iters: int | None = None
-    normalize_direction: bool = True
-    angle_gate: bool = False
-    orientation: str = "as_computed"
+    eta: float | None = None
+    normalize_direction: bool | None = None
+    angle_gate: bool | None = None
+    orientation: str | None = None
+    rho_schedule: str = "constant"
     batch_size: int = 128
     epochs: int = 10
     steps: int | None = None
@@ -60,19 +66,16 @@ class TrainConfig:
     amp: bool = False
 
     def __post_init__(self) -> None:
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        entry = optimizer_entry(self.optimizer)
+        entry.check_options(self.optimizer_options)
+        check_choice("rho_schedule", self.rho_schedule, RHO_SCHEDULES)
+        if self.rho_schedule != "constant" and "rho" not in entry.option_names:
+            raise ValueError(
+                f"rho_schedule {self.rho_schedule!r} needs an optimizer that takes rho; {self.optimizer!r} does not"
+            )
         check_float("lr", self.lr, minimum=0.0, min_inclusive=False)
         check_float("momentum", self.momentum, minimum=0.0, maximum=1.0, max_inclusive=False)
         check_float("weight_decay", self.weight_decay, minimum=0.0)
-        if self.rho is not None:
-            check_float("rho", self.rho, minimum=0.0, min_inclusive=False)
-        if self.alpha is not None:
-            check_float("alpha", self.alpha, minimum=0.0)
-        if self.freq is not None:
-            check_int("freq", self.freq, minimum=1)
-        if self.power_iters is not None:
-            check_int("power_iters", self.power_iters, minimum=1)
-        check_choice("orientation", self.orientation, ORIENTATIONS)
         check_int("batch_size", self.batch_size, minimum=1)
         check_int("epochs", self.epochs, minimum=1)
         if self.steps is not None:
@@ -93,12 +96,17 @@ class TrainConfig:
             check_int("checkpoint_every", self.checkpoint_every, minimum=1)
         check_float("divergence_factor", self.divergence_factor, minimum=1.0, min_inclusive=False)
         check_int("seed", self.seed, minimum=0)
-        for name in ("normalize_direction", "angle_gate", "probe_trace", "amp"):
+        for name in ("probe_trace", "amp"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("dataset_options", "model_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping of option names to values, got {getattr(self, name)!r}")
+
+    @property
+    def optimizer_options(self) -> dict[str, Any]:
+        """The optimizer options this config sets (the fields of ``OPTION_NAMES`` that are not ``None``)."""
+        return {name: getattr(self, name) for name in OPTION_NAMES if getattr(self, name) is not None}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
@@ -118,10 +126,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
         return cls(**values)
-
-    def save(self, path: str | Path) -> None:
-        """Write as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -6,9 +6,9 @@ import math
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from workbench.curvature import HessianOperator, hessian_trace, top_eigenpairs
+from workbench.inputs import LossFn
 from workbench.probes.angles import angle_degrees, cosine
 
 
@@ -21,6 +21,7 @@ class CurvatureProbe:
 
     Args:
         model: the network (probed in eval mode; its own mode is restored).
+        loss_fn: the training loss ``loss_fn(outputs, targets)``.
         batch: ``(inputs, targets)`` probe batch, on the model's device.
         top_k: eigenpairs measured (λ1 … λk are logged).
         trace: also estimate tr(H) by Hutch++ with ``trace_samples`` HVPs.
@@ -30,6 +31,7 @@ class CurvatureProbe:
     def __init__(
         self,
         model: torch.nn.Module,
+        loss_fn: LossFn,
         batch: tuple[torch.Tensor, torch.Tensor],
         *,
         top_k: int,
@@ -38,6 +40,7 @@ class CurvatureProbe:
         seed: int,
     ) -> None:
         self.model = model
+        self.loss_fn = loss_fn
         self.batch = batch
         self.top_k = top_k
         self.trace = trace
@@ -47,7 +50,7 @@ class CurvatureProbe:
 
     def measure(self, step: int) -> dict[str, float]:
         """Probe at the current weights; returns the metrics and keeps v1 for ``alignment``."""
-        op = HessianOperator(self.model, F.cross_entropy, self.batch)
+        op = HessianOperator(self.model, self.loss_fn, self.batch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged probe is logged, not warned
             eigen = top_eigenpairs(op, k=self.top_k, tol=1e-3, max_iter=300, init=self.eigenvectors)
@@ -64,12 +67,13 @@ class CurvatureProbe:
         values["probe_hvps"] = float(op.num_hvps)
         return values
 
-    def alignment(self, gradient: torch.Tensor, perturbation: torch.Tensor) -> dict[str, float]:
-        """∠(g, v1) (acute, degrees) and |cos∠(ε, v1)| for an optimizer step's g and ε (flat ``(n,)``)."""
+    def alignment(self, gradient: torch.Tensor, perturbation: torch.Tensor | None) -> dict[str, float]:
+        """∠(g, v1) (acute, degrees) and |cos∠(ε, v1)| for an optimizer step's g and ε (flat ``(n,)``; ``None``
+        for a step without a perturbation)."""
         if self.eigenvectors is None:
             return {}
         top = self.eigenvectors[0]
         values = {"angle_g_v1": float(angle_degrees(gradient, top, sign_invariant=True))}
-        if float(perturbation.norm()) > 0:
+        if perturbation is not None and float(perturbation.norm()) > 0:
             values["alignment_eps_v1"] = abs(float(cosine(perturbation, top)))
         return {name: value for name, value in values.items() if not math.isnan(value)}

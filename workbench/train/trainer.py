@@ -10,7 +10,6 @@ a run exactly (same seed → identical history on CPU).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -26,9 +25,9 @@ import torch.nn.functional as F
 
 from workbench.datasets import DatasetSplits, load_dataset
 from workbench.devices import resolve_device
+from workbench.inputs import LossFn
 from workbench.models import build_model
-from workbench.optim import SharpnessAware
-from workbench.params import flatten
+from workbench.optim import optimizer_entry
 from workbench.train.batches import EpochBatches
 from workbench.train.config import TrainConfig
 from workbench.train.control import RunControl
@@ -36,19 +35,9 @@ from workbench.train.evaluate import evaluate
 from workbench.train.history import History
 from workbench.train.optimizers import build_optimizer
 from workbench.train.probing import CurvatureProbe
+from workbench.train.run_folder import RunFolder
 from workbench.train.schedule import lr_factor
 
-OPTIMIZER_SCALARS = (
-    "gradient_norm",
-    "perturbation_norm",
-    "cos_perturbation_eigenvector",
-    "angle_gradient_eigenvector",
-    "angle_adversarial_eigenvector",
-    "angle_descent_eigenvector",
-    "orientation_sign",
-    "refreshed",
-    "eigenvalue",
-)
 EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most) this many fixed samples
 
 
@@ -85,12 +74,17 @@ Callback = Callable[[TrainEvent], None]
 class Trainer:
     """Train ``config.model`` on ``config.dataset`` with ``config.optimizer``; see the module docstring.
 
+    Every optimizer steps the same way, ``optimizer.step(closure)``, and is read the same way, through its
+    ``last_step`` record (``workbench.optim.WrappedOptimizer``): its scalars are logged as ``opt_<name>``.
+
     Args:
         config: the run's ``TrainConfig``.
-        run_dir: directory for config.json, history.csv, checkpoint.pt and summary.json (created), or None.
+        run_dir: the run folder (``workbench.train.run_folder``: config, history, checkpoint, summary), or None.
         callbacks: called with a ``TrainEvent`` after each step, probe and evaluation, from the training
             thread; keep them quick (a live chart should batch its redraws).
         data: an already loaded ``DatasetSplits`` matching ``config.dataset`` (saves reloading in notebooks).
+        loss_fn: ``loss_fn(outputs, targets)`` → a scalar tensor, the loss trained on, probed (λ1, trace, angles)
+            and evaluated; default mean cross-entropy. Outputs are cast to float32 first (under ``amp``).
 
     Raises:
         ValueError: for options the chosen dataset, model or optimizer does not take, or AMP without CUDA.
@@ -103,8 +97,10 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: Iterable[Callback] = (),
         data: DatasetSplits | None = None,
+        loss_fn: LossFn = F.cross_entropy,
     ) -> None:
         self.config = config
+        self.loss_fn = loss_fn
         self.device = resolve_device(config.device)
         if config.amp and self.device.type != "cuda":
             raise ValueError(f"amp=True needs a CUDA device (bfloat16 autocast); device resolves to {self.device}")
@@ -130,6 +126,7 @@ class Trainer:
         self.probe = (
             CurvatureProbe(
                 self.model,
+                loss_fn,
                 (train_inputs[probe_index], train_targets[probe_index]),
                 top_k=config.probe_top_k,
                 trace=config.probe_trace,
@@ -142,7 +139,8 @@ class Trainer:
         self.history = History()
         self.control = RunControl()
         self.callbacks = list(callbacks)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.folder = RunFolder(run_dir) if run_dir is not None else None
+        self._rho = optimizer_entry(config.optimizer).defaults().get("rho") if config.rho is None else config.rho
         self.step = 0
         self.status = "ready"
         self.reason = ""
@@ -172,9 +170,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train until ``total_steps``, a stop request or a divergence; returns how the run ended."""
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.config.save(self.run_dir / "config.json")
+        if self.folder is not None:
+            self.folder.create().write_config(self.config)
         self.status = "running"
         self._emit("start", {})
         if self.step == 0 and len(self.history) == 0:
@@ -206,39 +203,53 @@ class Trainer:
             self._evaluate()  # finished runs always end with an evaluation of the final weights
         self._flush(checkpoint=True)
         result = TrainResult(self.status, self.reason, self.step, self.seconds, self.final_metrics())
-        if self.run_dir is not None:
-            summary = {**result.__dict__, "config": self.config.to_dict()}
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if self.folder is not None:
+            self.folder.write_summary(self.summary())
         self._emit("end", result.final)
         return result
+
+    def summary(self, status: str | None = None) -> dict[str, Any]:
+        """What summary.json holds: status (this trainer's, unless given), reason, steps, seconds, final metrics
+        and the config."""
+        return {
+            "status": self.status if status is None else status,
+            "reason": self.reason,
+            "steps": self.step,
+            "seconds": self.seconds,
+            "final": self.final_metrics(),
+            "config": self.config.to_dict(),
+        }
 
     def final_metrics(self) -> dict[str, float]:
         """The last logged value of the headline metrics (NaN for those never logged)."""
         names = ("train_loss", "test_loss", "test_accuracy", "train_accuracy", "lambda_1", "trace")
         return {name: self.history.last(name) for name in names}
 
+    def probe_due(self, step: int) -> bool:
+        """Whether the curvature probes run at ``step`` (before that step's update, on the same weights)."""
+        return self.probe is not None and step % self.config.probe_every == 0
+
     def _train_step(self) -> None:
         config, step, epoch = self.config, self.step, self.epoch
-        lr = config.lr * lr_factor(config.schedule, step, self.total_steps, config.lr_milestones, config.lr_gamma)
+        factor = lr_factor(config.schedule, step, self.total_steps, config.lr_milestones, config.lr_gamma)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = config.lr * factor
+            if config.rho_schedule == "lr":
+                group["rho"] = self._rho * factor
         inputs, targets = self.batches.batch(step)
         if self.data.augment is not None:
             inputs = self.data.augment(inputs, torch.Generator().manual_seed(config.seed * 100_003 + step))
-        if self.probe is not None and step % config.probe_every == 0:
+        probing = self.probe_due(step)
+        if probing:
             probe_values = self.probe.measure(step)
             self.history.log(step, epoch, probe_values)
             self._emit("probe", probe_values)
         loss = self._optimizer_step(inputs, targets)
-        values = {"train_loss": loss, "lr": lr}
-        record = getattr(self.optimizer, "last_step", None)
-        if record is not None:
-            scalars = record.scalars()
-            values.update({f"opt_{name}": scalars[name] for name in OPTIMIZER_SCALARS if name in scalars})
-        if self.probe is not None and step % config.probe_every == 0:
-            gradient = record.gradient if record is not None else self._current_gradient()
-            perturbation = record.perturbation if record is not None else torch.zeros_like(gradient)
-            values.update(self.probe.alignment(gradient, perturbation))
+        record = self.optimizer.last_step
+        values = {"train_loss": loss, "lr": config.lr * factor}
+        values.update({f"opt_{name}": value for name, value in record.scalars().items() if name != "step"})
+        if probing:
+            values.update(self.probe.alignment(record.gradient, record.perturbation))
         self.history.log(step, epoch, values)
         self.step += 1
         if self._initial_loss is None:
@@ -258,31 +269,21 @@ class Trainer:
 
         def closure() -> torch.Tensor:
             with autocast:
-                logits = self.model(inputs)
-            loss = F.cross_entropy(logits.float(), targets)
+                outputs = self.model(inputs)
+            loss = self.loss_fn(outputs.float(), targets)
             loss.backward()
             return loss
 
         self.model.train()
-        if isinstance(self.optimizer, SharpnessAware):
-            loss = self.optimizer.step(closure)
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = closure()
-            self.optimizer.step()
-        return float(loss.detach())
-
-    def _current_gradient(self) -> torch.Tensor:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return flatten([torch.zeros_like(p) if p.grad is None else p.grad for p in params]).detach()
+        return float(self.optimizer.step(closure))
 
     def _evaluation_due(self) -> bool:
         every = self.config.eval_every or self.batches.steps_per_epoch
         return self.step % every == 0
 
     def _evaluate(self) -> None:
-        test = evaluate(self.model, *self.test_tensors)
-        train = evaluate(self.model, *self.eval_train_tensors)
+        test = evaluate(self.model, self.loss_fn, *self.test_tensors)
+        train = evaluate(self.model, self.loss_fn, *self.eval_train_tensors)
         values = {
             "test_loss": test["loss"],
             "test_accuracy": test["accuracy"],
@@ -302,11 +303,20 @@ class Trainer:
     # -- persistence ----------------------------------------------------------------------------------------------
 
     def _flush(self, checkpoint: bool = False) -> None:
-        if self.run_dir is None:
+        if self.folder is None:
             return
-        self.history.save(self.run_dir / "history.csv")
+        self.folder.write_history(self.history)
         if checkpoint:
-            self.save_checkpoint(self.run_dir / "checkpoint.pt")
+            self.save_checkpoint(self.folder.checkpoint)
+
+    def save_to(self, folder: RunFolder, status: str | None = None) -> RunFolder:
+        """Write the run as it is now into ``folder``: config, history, checkpoint and summary (``status``
+        overriding this trainer's); call it only while the trainer does not step."""
+        folder.create().write_config(self.config)
+        folder.write_history(self.history)
+        self.save_checkpoint(folder.checkpoint)
+        folder.write_summary(self.summary(status))
+        return folder
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimizer (with its eigen-tracker), probe warm start,
@@ -364,9 +374,12 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: Iterable[Callback] = (),
         data: DatasetSplits | None = None,
+        loss_fn: LossFn = F.cross_entropy,
     ) -> Trainer:
-        """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config."""
+        """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config; a run
+        trained with its own ``loss_fn`` needs it again here."""
         state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
-        trainer = cls(TrainConfig.from_dict(state["config"]), run_dir=run_dir, callbacks=callbacks, data=data)
+        config = TrainConfig.from_dict(state["config"])
+        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, data=data, loss_fn=loss_fn)
         trainer.load_state_dict(state)
         return trainer

@@ -24,10 +24,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.datasets import DATASETS, DatasetSplits, load_dataset
-from workbench.live.live_run import OPTIMIZER_NAMES, LiveRun, run_label
+from workbench.live.live_run import LiveRun, run_label
 from workbench.live.snapshot import ModelSnapshot
 from workbench.models import MODELS
-from workbench.train import History, TrainConfig, TrainEvent, optimizer_options
+from workbench.optim import OPTIMIZERS, optimizer_entry
+from workbench.train import TrainConfig, TrainEvent
+from workbench.train.run_folder import RunFolder
 from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
 from workbench.viz import summary_table
@@ -129,7 +131,7 @@ class TrainingDashboard(Panel):
 
     @staticmethod
     def _build_controls() -> dict[str, widgets.ValueWidget]:
-        optimizer_choices = [(title, name) for name, title in OPTIMIZER_NAMES.items()]
+        optimizer_choices = [(entry.title, name) for name, entry in OPTIMIZERS.items()]
         tooltips = {"freq": "steps between v1 refreshes", "steps": "0: train for epochs", "probe_every": "0: no probes"}
         controls: dict[str, widgets.ValueWidget] = {
             "dataset": widgets.Dropdown(options=DATASETS, description="dataset"),
@@ -149,7 +151,7 @@ class TrainingDashboard(Panel):
     def show_config(self, config: TrainConfig) -> None:
         """Put ``config``'s values in the widgets (ρ, α, freq: the optimizer's defaults where it says None)."""
         self.controls["optimizer"].value = config.optimizer
-        defaults = optimizer_options(config.optimizer)
+        defaults = optimizer_entry(config.optimizer).defaults()
         for name in _SETTINGS:
             value = getattr(config, name)
             if name in _SHARPNESS:
@@ -160,7 +162,7 @@ class TrainingDashboard(Panel):
 
     def _optimizer_changed(self, change: dict[str, Any]) -> None:
         """A new optimizer shows its paper defaults for ρ, α and freq, and greys out those it does not take."""
-        defaults = optimizer_options(change["new"])
+        defaults = optimizer_entry(change["new"]).defaults()
         for name in _SHARPNESS:
             self.controls[name].value = defaults.get(name, 0)
         self._sync_buttons()
@@ -175,7 +177,7 @@ class TrainingDashboard(Panel):
             ValueError: naming the setting and its allowed values.
         """
         values = {name: self.controls[name].value for name in _SETTINGS}
-        defaults = optimizer_options(values["optimizer"])
+        defaults = optimizer_entry(values["optimizer"]).defaults()
         for name in _SHARPNESS:
             if name not in defaults or values[name] == defaults[name]:
                 values[name] = None
@@ -196,7 +198,7 @@ class TrainingDashboard(Panel):
         """
         if "optimizer" in settings:
             set_values(self.controls, {"optimizer": settings["optimizer"]})
-        defaults = optimizer_options(self.controls["optimizer"].value)
+        defaults = optimizer_entry(self.controls["optimizer"].value).defaults()
         values = {name: defaults.get(name, 0) if value is None else value for name, value in settings.items()}
         set_values(self.controls, values)
 
@@ -272,10 +274,11 @@ class TrainingDashboard(Panel):
         Raises:
             ValueError: for an empty path or a directory with neither checkpoint.pt nor history.csv.
         """
-        path = Path(str(run_dir).strip()).expanduser()
         if not str(run_dir).strip():
             raise ValueError("run dir is empty: type the directory of a saved run")
-        if (path / "checkpoint.pt").is_file():
+        folder = RunFolder(Path(str(run_dir).strip()).expanduser())
+        path = folder.path
+        if folder.has_checkpoint():
             if self.run is not None and self.run.running:
                 raise ValueError(
                     f"run {self.run.label!r} is {self.run.status}; stop or reset it before opening another"
@@ -288,13 +291,15 @@ class TrainingDashboard(Panel):
             self.charts.follow(run.label, run.history)
             self._sync_buttons()
             self._show_status()
-        elif (path / "history.csv").is_file():
+        elif folder.has_history():
             label = self._unique_label(path.name)
-            self.compared[label] = History.load(path / "history.csv").to_frame()
+            self.compared[label] = folder.read_history().to_frame()
             self.charts.show_run(label, self.compared[label])
             self.status.value = f"overlaid {html.escape(label)} (history only: no checkpoint to continue from)"
         else:
-            raise ValueError(f"{str(path)!r} is not a saved run: it has neither checkpoint.pt nor history.csv")
+            raise ValueError(
+                f"{str(path)!r} is not a saved run: it has neither {folder.checkpoint.name} nor {folder.history.name}"
+            )
 
     def clear_comparisons(self) -> None:
         """Remove the runs kept for comparison from the chart."""
@@ -403,7 +408,7 @@ class TrainingDashboard(Panel):
         paused = going and run.pause_requested
         self.buttons["pause"].description = "Resume" if paused else "Pause"
         self.buttons["pause"].icon = "play" if paused else "pause"
-        taken = optimizer_options(self.controls["optimizer"].value)
+        taken = optimizer_entry(self.controls["optimizer"].value).option_names
         for name, control in self.controls.items():
             control.disabled = going
             if name in _SHARPNESS:  # options the optimizer does not take are hidden, not shown as 0

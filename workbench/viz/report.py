@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.train.history import History
+from workbench.train.run_folder import RunFolder
 from workbench.viz.curves import PANELS, metrics_figure, summary_table
 
 
@@ -17,17 +17,15 @@ def load_runs(run_dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
     """Histories of run directories, labelled by directory name (made unique if two share a name).
 
     Raises:
-        ValueError: for a directory without a history.csv.
+        ValueError: for a folder without a history.
     """
     runs: dict[str, pd.DataFrame] = {}
-    for run_dir in map(Path, run_dirs):
-        history_path = run_dir / "history.csv"
-        if not history_path.is_file():
-            raise ValueError(f"{run_dir} is not a run directory: it has no history.csv")
-        label = run_dir.name
+    for folder in map(RunFolder, run_dirs):
+        history = folder.read_history()
+        label = folder.name
         while label in runs:
-            label = f"{run_dir.parent.name}/{label}"
-        runs[label] = History.load(history_path).to_frame()
+            label = f"{folder.path.parent.name}/{label}"
+        runs[label] = history.to_frame()
     return runs
 
 
