@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,9 @@ import pytest
 
 from workbench.cli import _build_parser as build_parser
 from workbench.cli import config_from_args, main
+from workbench.datasets import DATASETS
+from workbench.models import MODELS
+from workbench.optim import OPTIMIZER_NAMES, OPTIMIZERS
 
 TOY = ["--dataset", "moons", "--dataset-option", "num_samples=300", "--model", "mlp", "--batch-size", "32"]
 
@@ -39,12 +43,10 @@ def test_flags_override_the_config_file(tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--optimizer", "adam"], "optimizer must be one of"),
         (["--lr", "-1"], "lr must be in"),
         (["--probe-every", "0"], "probe_every must be an integer >= 1"),
-        (["--dataset", "imagenet"], "name must be one of"),
-        (["--model", "vit"], "must be one of"),
         (["--dataset-option", "noise"], "takes KEY=VALUE"),
+        (["--alpha", "0.2"], "optimizer 'sgd' takes no alpha (it takes: none of them)"),
     ],
 )
 def test_bad_options_exit_with_status_2_and_name_the_option(tmp_path, capsys, flags, message):
@@ -53,10 +55,54 @@ def test_bad_options_exit_with_status_2_and_name_the_option(tmp_path, capsys, fl
     assert message in capsys.readouterr().err
 
 
-def test_unparseable_numbers_exit_with_status_2(capsys):
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "fast"], "lr must be a float"),
+        (["--optimizer", "adam"], r"argument --optimizer: invalid choice: 'adam' \(choose from '?sgd'?, '?sam'?"),
+        (["--dataset", "imagenet"], r"argument --dataset: invalid choice: 'imagenet' \(choose from '?moons"),
+        (["--model", "vit"], "argument --model: invalid choice: 'vit'"),
+        (["--orientation", "up"], r"invalid choice: 'up' \(choose from '?as_computed'?, '?along_gradient"),
+        (["--schedule", "linear"], r"invalid choice: 'linear' \(choose from '?constant'?, '?cosine'?, '?step"),
+    ],
+)
+def test_unparseable_values_and_unknown_names_exit_with_status_2(capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--lr", "fast"])
-    assert exit_info.value.code == 2 and "lr must be a float" in capsys.readouterr().err
+        main(["train", *flags])
+    assert exit_info.value.code == 2 and re.search(message, capsys.readouterr().err)
+
+
+def test_help_explains_every_flag_and_lists_the_registered_names(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in (*OPTIMIZER_NAMES, *DATASETS, *MODELS, "along_adversarial", "rho_schedule".replace("_", "-")):
+        assert name in text, name
+    commands = next(action for action in build_parser()._actions if action.dest == "command")
+    undocumented = [action.dest for action in commands.choices["train"]._actions if not action.help]
+    assert undocumented == [], undocumented
+
+
+def test_list_prints_every_registered_name_with_its_options_and_defaults(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name, entry in OPTIMIZERS.items():
+        assert f"  {name} " in text and entry.title in text
+        for option, default in entry.defaults().items():
+            assert f"--{option.replace('_', '-')} (default {json.dumps(default)})" in text
+    for name in DATASETS:
+        assert f"  {name} " in text
+    assert "--dataset-option num_samples=5000" in text and "--model-option width=64" in text
+    assert main(["list", "models"]) == 0
+    only_models = capsys.readouterr().out
+    assert only_models.startswith("models:") and "optimizers:" not in only_models
+
+
+def test_python_dash_m_workbench_runs_the_same_command_line():
+    completed = subprocess.run(
+        [sys.executable, "-m", "workbench", "list", "optimizers"], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0 and "Eigen-SAM" in completed.stdout
 
 
 def test_report_compares_run_directories(tmp_path):

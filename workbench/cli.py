@@ -1,4 +1,5 @@
-"""The ``workbench`` command: ``train``, ``report``, ``demo`` (the README's main job) and ``batch run|collect``.
+"""The ``workbench`` command: ``train``, ``report``, ``demo`` (the README's main job), ``batch run|collect`` and
+``list`` (the registered optimizers, datasets and models with their options). Also ``python -m workbench``.
 
 Bad options exit with status 2 and a message naming the option and its allowed values.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -16,8 +18,12 @@ from typing import Any
 
 import yaml
 
-from workbench.train import TrainConfig
-from workbench.viz import load_runs, write_report
+from workbench.datasets import DATASETS, dataset_options, dataset_summary
+from workbench.models import MODELS, model_options, model_summary
+from workbench.optim import OPTIMIZER_NAMES, OPTIMIZERS
+from workbench.optim.registry import option_choices
+from workbench.train import RHO_SCHEDULES, SCHEDULES, TrainConfig
+from workbench.train.run_folder import RunFolder
 
 USAGE_ERROR = 2
 
@@ -37,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="SAM geometry workbench")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="SAM geometry workbench: train with SAM, Eigen-SAM, X-SAM and relatives while probing the "
+        "Hessian; compare runs; run notebooks over parameter grids.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one model; writes a run directory with a report")
     train.add_argument("--config", type=Path, help="JSON or YAML file of TrainConfig options (flags override it)")
@@ -61,6 +71,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(handler=_demo_command)
     _add_batch_commands(commands)
+    listing = commands.add_parser(
+        "list", help="the registered optimizers, datasets and models, with their options and defaults"
+    )
+    listing.add_argument(
+        "what", nargs="?", choices=LISTS, default=None, help="one of them only (default: all three)"
+    )
+    listing.set_defaults(handler=_list_command)
     return parser
 
 
@@ -92,32 +109,69 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (``--probe-every 50``, ``--amp/--no-amp``, ``--dataset-option k=v``)."""
+    """One flag per TrainConfig field (``--probe-every 50``, ``--amp/--no-amp``, ``--dataset-option k=v``), with the
+    field's help and, for names, the registered choices."""
     hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("run options (TrainConfig fields; a --config file sets them too)")
+    optimizers = parser.add_argument_group(
+        "optimizer options (default: the chosen optimizer's paper value; `workbench list optimizers` shows them)"
+    )
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
+        target = optimizers if field.metadata.get("optimizer_option") else group
+        help_text = _help(field)
         if field.name.endswith("_options"):
-            parser.add_argument(
+            target.add_argument(
                 flag.removesuffix("s"),
                 dest=field.name,
                 action="append",
                 metavar="KEY=VALUE",
                 default=argparse.SUPPRESS,
-                help=f"one {field.name.removesuffix('_options')} option (repeatable); VALUE is read as YAML",
+                help=f"{help_text}: one KEY=VALUE per flag (repeatable; VALUE read as YAML)",
             )
-        elif kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        elif _base(kind) is bool:
+            target.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag, nargs="+", type=float, default=argparse.SUPPRESS, metavar="FRACTION")
+            target.add_argument(
+                flag, nargs="+", type=float, default=argparse.SUPPRESS, metavar="FRACTION", help=help_text
+            )
         else:
-            parser.add_argument(flag, type=_parser_for(kind, field.name), default=argparse.SUPPRESS)
+            choices = _choices(field.name)
+            target.add_argument(
+                flag,
+                type=_parser_for(kind, field.name),
+                choices=choices,
+                default=argparse.SUPPRESS,
+                metavar=None if choices is None else "{" + ",".join(map(str, choices)) + "}",
+                help=help_text,
+            )
+
+
+def _choices(name: str) -> tuple[Any, ...] | None:
+    """The registered values of a named field (datasets, models, optimizers, schedules, orientations)."""
+    named = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULES}
+    named["rho_schedule"] = RHO_SCHEDULES
+    return named.get(name, option_choices(name))
+
+
+def _help(field: dataclasses.Field) -> str:
+    """A field's help: its own, or for an optimizer option the registry's doc and which optimizers take it."""
+    if not field.metadata.get("optimizer_option"):
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+        shown = "none" if default is None else default
+        return f"{field.metadata['help']} (default: {shown})"
+    takers: dict[str, list[str]] = {}  # one doc → the optimizers whose entry says it
+    for entry in OPTIMIZERS.values():
+        for option in entry.options:
+            if option.name == field.name:
+                takers.setdefault(option.doc, []).append(entry.title)
+    return "; ".join(f"{doc} ({', '.join(titles)})" for doc, titles in takers.items())
 
 
 def _parser_for(kind: Any, name: str) -> Any:
     """argparse ``type=`` for a field annotated ``int``, ``float``, ``str`` or ``X | None`` (``none`` → None)."""
-    options = [k for k in typing.get_args(kind) if k is not type(None)] if _is_optional(kind) else [kind]
-    base = options[0]
+    base = _base(kind)
 
     def parse(text: str) -> Any:
         if _is_optional(kind) and text.lower() == "none":
@@ -128,6 +182,11 @@ def _parser_for(kind: Any, name: str) -> Any:
             raise argparse.ArgumentTypeError(f"{name} must be a {base.__name__}, got {text!r}") from None
 
     return parse
+
+
+def _base(kind: Any) -> Any:
+    """``X`` for an annotation ``X | None``, else the annotation itself."""
+    return next(k for k in typing.get_args(kind) if k is not type(None)) if _is_optional(kind) else kind
 
 
 def _is_optional(kind: Any) -> bool:
@@ -163,11 +222,15 @@ def _train_command(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     result = train_run(config, args.run_dir, progress=not args.no_progress)
-    print(f"{result.status}: {result.reason}; report: {args.run_dir / 'report.html'}")
+    report = RunFolder(args.run_dir).report
+    written = f"report: {report}" if report.is_file() else f"run folder: {args.run_dir}"
+    print(f"{result.status}: {result.reason}; {written}")
     return 0 if result.status != "diverged" else 1
 
 
 def _report_command(args: argparse.Namespace) -> int:
+    from workbench.viz import load_runs, write_report
+
     path = write_report(load_runs(args.run_dirs), args.output, title=args.title)
     print(f"report: {path}")
     return 0
@@ -215,6 +278,35 @@ def _batch_collect_command(args: argparse.Namespace) -> int:
         print(collection.files["comparison.md"].read_text(), end="")
     print(f"report: {collection.files['report.html']}")
     return 0
+
+
+LISTS = ("optimizers", "datasets", "models")
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    print("\n\n".join(f"{what}:\n{_listing(what)}" for what in ((args.what,) if args.what else LISTS)))
+    return 0
+
+
+def _listing(what: str) -> str:
+    """The text ``workbench list WHAT`` prints: one block per registered name, its options with defaults."""
+    lines = []
+    if what == "optimizers":
+        for name, entry in OPTIMIZERS.items():
+            lines.append(f"  {name:10s} {entry.title}: {entry.summary}")
+            defaults = entry.defaults()
+            for option in entry.options:
+                flag = "--" + option.name.replace("_", "-")
+                lines.append(f"      {flag} (default {json.dumps(defaults[option.name])}): {option.doc}")
+        return "\n".join(lines)
+    names, summary, options = (
+        (DATASETS, dataset_summary, dataset_options) if what == "datasets" else (MODELS, model_summary, model_options)
+    )
+    flag = "--dataset-option" if what == "datasets" else "--model-option"
+    for name in names:
+        lines.append(f"  {name:10s} {summary(name).replace('``', '')}")
+        lines += [f"      {flag} {option}={json.dumps(default)}" for option, default in options(name).items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

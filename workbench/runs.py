@@ -1,7 +1,12 @@
-"""Runs on disk: train one config into a run directory with its report, and the main comparison job."""
+"""Runs on disk: train one config into a run folder with its report, and the main comparison job.
+
+The reports need plotly (the ``viz`` extra); on a core install ``train_run`` writes the run folder without one and
+says how to get it.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +16,6 @@ from tqdm.auto import tqdm
 from workbench.datasets import DatasetSplits, load_dataset
 from workbench.train import TrainConfig, Trainer, TrainEvent, TrainResult
 from workbench.train.run_folder import REPORT_FILE, RunFolder
-from workbench.viz import load_runs, write_report
 
 # The main job: the four methods the papers compare, one seed, one budget, each with its paper's ρ/α.
 DEMO_OPTIMIZERS = {"sgd": {}, "sam": {"rho": 0.05}, "eigensam": {"rho": 0.05, "freq": 10}, "xsam": {"rho": 0.05}}
@@ -33,18 +37,25 @@ def train_run(
     config: TrainConfig, run_dir: str | Path, *, progress: bool = True, data: DatasetSplits | None = None
 ) -> TrainResult:
     """Train ``config`` into the run folder ``run_dir`` (config, history, checkpoint, summary) and write its
-    report."""
+    report (when plotly is installed; otherwise a warning says how to get it)."""
     folder = RunFolder(run_dir)
     trainer = Trainer(config, run_dir=folder.path, data=data)
     with _progress_bar(trainer, progress, folder.name) as update:
         trainer.callbacks.append(update)
         result = trainer.run()
+    try:
+        from workbench.viz import load_runs, write_report
+    except ImportError as error:  # a core install: the run folder is complete without its report
+        warnings.warn(f'no {REPORT_FILE} ({error}); pip install "workbench[viz]" for reports', stacklevel=2)
+        return result
     write_report(load_runs([folder.path]), folder.report, title=f"{folder.name}: {result.reason}")
     return result
 
 
 def run_demo(output: str | Path, *, quick: bool = False, progress: bool = True) -> Path:
     """Train SGD, SAM, Eigen-SAM and X-SAM with the same seed and budget; return the comparison report's path."""
+    from workbench.viz import load_runs, write_report
+
     output = Path(output)
     base = DEMO_CONFIG.replace(**QUICK_DEMO_CHANGES) if quick else DEMO_CONFIG
     data = load_dataset(base.dataset, seed=base.seed, **base.dataset_options)

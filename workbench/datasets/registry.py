@@ -46,6 +46,16 @@ def dataset_options(name: str) -> dict[str, Any]:
     return option_defaults(_LOADERS[name], exclude=_SHARED_ARGS)
 
 
+def dataset_summary(name: str) -> str:
+    """One line on what dataset ``name`` is (its loader's docstring's first line).
+
+    Raises:
+        ValueError: for an unknown ``name``, listing the known ones.
+    """
+    check_choice("name", name, DATASETS)
+    return (inspect.getdoc(_LOADERS[name]) or name).splitlines()[0]
+
+
 def load_dataset(
     name: str, *, root: str | os.PathLike[str] | None = None, download: bool = False, seed: int = 0, **options: Any
 ) -> DatasetSplits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,16 @@ def model_options(name: str) -> dict[str, Any]:
     """
     check_choice("name", name, MODELS)
     return option_defaults(_BUILDERS[name], exclude=_SHARED_ARGS)
+
+
+def model_summary(name: str) -> str:
+    """One line on what model ``name`` is (its builder's docstring's first line).
+
+    Raises:
+        ValueError: for an unknown ``name``, listing the known ones.
+    """
+    check_choice("name", name, MODELS)
+    return (inspect.getdoc(_BUILDERS[name]) or name).splitlines()[0]
 
 
 def build_model(

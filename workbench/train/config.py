@@ -16,6 +16,16 @@ SCHEDULES = ("constant", "cosine", "step")
 RHO_SCHEDULES = ("constant", "lr")
 
 
+def _option(default: Any, help: str) -> Any:
+    """A config field with its one-line help (read by the command line)."""
+    return field(default=default, metadata={"help": help})
+
+
+def _optimizer_option() -> Any:
+    """A field for an option of the registered optimizers (its help is the registry's; None: the paper value)."""
+    return field(default=None, metadata={"optimizer_option": True})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a run; the same config and seed give the same history on CPU.
@@ -30,40 +40,41 @@ class TrainConfig:
     a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
     """
 
-    dataset: str = "mnist1d"
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    model: str = "cnn"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    rho: float | None = None
-    alpha: float | None = None
-    freq: int | None = None
-    power_iters: int | None = None
-    eta: float | None = None
-    normalize_direction: bool | None = None
-    angle_gate: bool | None = None
-    orientation: str | None = None
-    rho_schedule: str = "constant"
-    batch_size: int = 128
-    epochs: int = 10
-    steps: int | None = None
-    schedule: str = "cosine"
-    lr_milestones: tuple[float, ...] = (0.5, 0.75)
-    lr_gamma: float = 0.1
-    probe_every: int | None = 50
-    probe_batch_size: int = 512
-    probe_top_k: int = 1
-    probe_trace: bool = True
-    trace_samples: int = 30
-    eval_every: int | None = None
-    checkpoint_every: int | None = None
-    divergence_factor: float = 1e3
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
+    dataset: str = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
+    dataset_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "dataset loader options"})
+    model: str = _option("cnn", "model name (its options: --model-option KEY=VALUE)")
+    model_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "model builder options"})
+    optimizer: str = _option("sgd", "optimizer name; its options below default to its paper values")
+    lr: float = _option(0.05, "base learning rate of SGD, > 0 (the schedule multiplies it)")
+    momentum: float = _option(0.9, "SGD momentum, in [0, 1)")
+    weight_decay: float = _option(5e-4, "SGD weight decay (L2), >= 0")
+    rho: float | None = _optimizer_option()
+    alpha: float | None = _optimizer_option()
+    freq: int | None = _optimizer_option()
+    power_iters: int | None = _optimizer_option()
+    eta: float | None = _optimizer_option()
+    normalize_direction: bool | None = _optimizer_option()
+    angle_gate: bool | None = _optimizer_option()
+    orientation: str | None = _optimizer_option()
+    rho_schedule: str = _option("constant", "constant ρ, or lr: ρ·lr_t/lr, ρ moving with the learning rate (GSAM)")
+    batch_size: int = _option(128, "mini-batch size, >= 1 (the last partial batch of an epoch is dropped)")
+    epochs: int = _option(10, "epochs to train when --steps is not given, >= 1")
+    steps: int | None = _option(None, "optimizer steps to train (none: --epochs epochs)")
+    schedule: str = _option("cosine", "learning-rate schedule over the run")
+    lr_milestones: tuple[float, ...] = _option((0.5, 0.75), "step schedule: fractions of the run where lr drops")
+    lr_gamma: float = _option(0.1, "step schedule: factor at each milestone, in (0, 1]")
+    probe_every: int | None = _option(50, "steps between curvature probes (λ1, trace, angles); none: no probes")
+    probe_batch_size: int = _option(512, "training samples in the fixed probe batch, >= 1")
+    probe_top_k: int = _option(1, "top Hessian eigenvalues logged per probe, in [1, 20]")
+    probe_trace: bool = _option(True, "also estimate tr(H) by Hutch++ at each probe")
+    trace_samples: int = _option(30, "Hessian-vector products per trace estimate, >= 6")
+    eval_every: int | None = _option(None, "steps between test evaluations (none: once per epoch)")
+    checkpoint_every: int | None = _option(None, "steps between checkpoints (none: at pauses and at the end)")
+    divergence_factor: float = _option(1e3, "stop as diverged when the loss exceeds this × the first loss, > 1")
+    seed: int = _option(0, "seed of data split, initial weights, batch order and probes, >= 0")
+    device: str = _option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    amp: bool = _option(False, "bfloat16 autocast for the forward passes")
+    tensorboard: bool = _option(False, "also write the logged scalars as TensorBoard events in the run folder")
 
     def __post_init__(self) -> None:
         entry = optimizer_entry(self.optimizer)
@@ -96,7 +107,7 @@ class TrainConfig:
             check_int("checkpoint_every", self.checkpoint_every, minimum=1)
         check_float("divergence_factor", self.divergence_factor, minimum=1.0, min_inclusive=False)
         check_int("seed", self.seed, minimum=0)
-        for name in ("probe_trace", "amp"):
+        for name in ("probe_trace", "amp", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("dataset_options", "model_options"):

@@ -8,6 +8,7 @@ Layout of a run folder (every writer and reader goes through ``RunFolder``)::
     summary.json     how the run ended: status, reason, steps, seconds, final metrics, config (NaN as null)
     trajectory.pt    weights along the run (live runs; for trajectory-PCA landscapes)
     report.html      a self-contained HTML report of the run
+    tensorboard/     TensorBoard event files of the same scalars (with ``tensorboard=True``)
 
 The trainer, live runs, the dashboard, model snapshots, batch records and reports all use this module; a file
 name is written here and nowhere else.
@@ -28,6 +29,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 SUMMARY_FILE = "summary.json"
 TRAJECTORY_FILE = "trajectory.pt"
 REPORT_FILE = "report.html"
+TENSORBOARD_DIR = "tensorboard"
 
 
 class RunFolder:
@@ -77,6 +79,11 @@ class RunFolder:
     def report(self) -> Path:
         """Path of report.html."""
         return self.path / REPORT_FILE
+
+    @property
+    def tensorboard(self) -> Path:
+        """Path of the TensorBoard event folder."""
+        return self.path / TENSORBOARD_DIR
 
     def create(self) -> RunFolder:
         """Make the folder (and its parents) if needed; returns itself."""

@@ -37,7 +37,10 @@ from workbench.train.optimizers import build_optimizer
 from workbench.train.probing import CurvatureProbe
 from workbench.train.run_folder import RunFolder
 from workbench.train.schedule import lr_factor
+from workbench.train.tensorboard_sink import TensorBoardSink
 
+#: The headline metrics of a run: their last values are its final metrics.
+FINAL_METRICS = ("train_loss", "test_loss", "test_accuracy", "train_accuracy", "lambda_1", "trace")
 EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most) this many fixed samples
 
 
@@ -49,6 +52,10 @@ class TrainEvent:
     "boundary" comes before every step, where the weights, the history and the step counter agree (a checkpoint
     taken there resumes exactly; "step" comes before that step's evaluation). "pause" comes when a pause takes
     effect (history flushed), "resume" when the loop continues.
+
+    ``step`` is the number of steps taken when the event fires, i.e. the index of the current weights: a "step"
+    event carries the values the history logged at step ``step - 1`` (the step just taken); "probe" and "eval"
+    values are logged at ``step`` itself.
     """
 
     kind: str
@@ -140,6 +147,10 @@ class Trainer:
         self.control = RunControl()
         self.callbacks = list(callbacks)
         self.folder = RunFolder(run_dir) if run_dir is not None else None
+        if config.tensorboard:
+            if self.folder is None:
+                raise ValueError("tensorboard=True writes into the run folder: give the Trainer a run_dir")
+            self.callbacks.append(TensorBoardSink(self.folder.tensorboard, config, FINAL_METRICS))
         self._rho = optimizer_entry(config.optimizer).defaults().get("rho") if config.rho is None else config.rho
         self.step = 0
         self.status = "ready"
@@ -222,8 +233,7 @@ class Trainer:
 
     def final_metrics(self) -> dict[str, float]:
         """The last logged value of the headline metrics (NaN for those never logged)."""
-        names = ("train_loss", "test_loss", "test_accuracy", "train_accuracy", "lambda_1", "trace")
-        return {name: self.history.last(name) for name in names}
+        return {name: self.history.last(name) for name in FINAL_METRICS}
 
     def probe_due(self, step: int) -> bool:
         """Whether the curvature probes run at ``step`` (before that step's update, on the same weights)."""
