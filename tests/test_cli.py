@@ -35,9 +35,9 @@ def test_train_writes_a_complete_run_directory(tmp_path):
 
 def test_flags_override_the_config_file(tmp_path):
     (tmp_path / "c.yaml").write_text("optimizer: xsam\nalpha: 1.0\nlr: 0.2\n")
-    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.3", "--no-amp"])
+    args = build_parser().parse_args(["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.3", "--amp", "bf16"])
     config = config_from_args(args)
-    assert (config.optimizer, config.alpha, config.lr, config.amp) == ("xsam", 1.0, 0.3, False)
+    assert (config.optimizer, config.alpha, config.lr, config.amp) == ("xsam", 1.0, 0.3, "bf16")
 
 
 @pytest.mark.parametrize(

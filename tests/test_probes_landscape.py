@@ -129,5 +129,5 @@ def test_bad_input_names_the_parameter(cnn):
     with pytest.raises(ValueError, match="chunk_size"):
         loss_slice_1d(model, F.cross_entropy, batches, d1, [0.0], chunk_size=0)
     regression = [(inputs, torch.randn(inputs.shape[0], 3, dtype=torch.float64)) for inputs, _ in batches]
-    with pytest.raises(ValueError, match="accuracy=True needs class scores"):
+    with pytest.raises(ValueError, match=r"accuracy=True needs an \(outputs, targets\) loss with class scores"):
         loss_slice_1d(model, F.mse_loss, regression, d1, [0.0], accuracy=True)

@@ -43,7 +43,7 @@ class TestConfig:
             ({"schedule": "linear"}, "schedule must be one of 'constant', 'cosine', 'step'"),
             ({"optimizer": "xsam", "orientation": "up"}, "orientation must be one of"),
             ({"rho": 0.1}, r"optimizer 'sgd' takes no rho \(it takes: none of them\)"),
-            ({"amp": "yes"}, "amp must be true or false"),
+            ({"amp": "yes"}, "amp must be one of .off., .bf16., .fp16.; got .yes."),
             ({"lr_milestones": (1.5,)}, "lr_milestones must be in"),
             ({"trace_samples": 3}, "trace_samples must be an integer >= 6"),
         ],

@@ -37,8 +37,9 @@ def test_rho_follows_the_learning_rate_with_the_lr_schedule():
 
 
 def test_a_custom_loss_is_what_the_trainer_trains_probes_and_evaluates():
-    def smoothed(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(outputs, targets, label_smoothing=0.3)
+    def smoothed(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        return torch.nn.functional.cross_entropy(model(inputs), targets, label_smoothing=0.3)
 
     data = moons_data()
     plain = Trainer(moons_config(steps=2, probe_every=1), data=data)
@@ -47,10 +48,11 @@ def test_a_custom_loss_is_what_the_trainer_trains_probes_and_evaluates():
     custom.run()
     for metric in ("train_loss", "test_loss", "lambda_1"):
         assert custom.history.last(metric) != pytest.approx(plain.history.last(metric), rel=1e-3), metric
+    assert "test_accuracy" not in set(custom.history.to_frame().metric)  # a custom loss reports no accuracy
     inputs, targets = data.test.tensors
     with torch.no_grad():
         custom.model.eval()
-        expected = float(smoothed(custom.model(inputs), targets))
+        expected = float(smoothed(custom.model, (inputs, targets)))
     assert custom.history.last("test_loss") == pytest.approx(expected, rel=1e-5)
 
 

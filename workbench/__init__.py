@@ -7,6 +7,7 @@ viz → ui / batch reports):
 - probes: angles, sharpness measures, loss-landscape directions and slices
 - optim: ``SAM``, ``ASAM``, ``EigenSAM``, ``XSAM``
 - datasets / models: ``load_dataset``, ``build_model``
+- losses: ``batch_loss`` marks a ``loss(model, batch)`` for batches of any structure
 - train: ``TrainConfig``, ``Trainer``
 """
 
@@ -23,6 +24,7 @@ from workbench.curvature import (
     top_eigenpairs,
 )
 from workbench.datasets import DATASETS, DatasetSplits, dataset_options, load_dataset
+from workbench.losses import BatchLoss, batch_loss
 from workbench.models import MODELS, build_model, model_options
 from workbench.optim import ASAM, SAM, XSAM, EigenSAM, EigenTracker, SharpnessAware, StepRecord
 from workbench.probes import (
@@ -48,6 +50,7 @@ __all__ = [
     "MODELS",
     "SAM",
     "XSAM",
+    "BatchLoss",
     "DatasetSplits",
     "DenseOperator",
     "EigenResult",
@@ -66,6 +69,7 @@ __all__ = [
     "__version__",
     "angle_degrees",
     "average_case_sharpness",
+    "batch_loss",
     "build_model",
     "cosine",
     "dataset_options",

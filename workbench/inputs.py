@@ -1,23 +1,37 @@
-"""What the curvature engine and the probes accept as model, loss and data, checked in one place."""
+"""What the curvature engine and the probes accept as model, loss and data, checked in one place.
+
+Data is one batch or an iterable of batches (a DataLoader, a list). A batch is an ``(inputs, targets)`` pair of
+tensors, or any structure of tensors (a dict, a longer tuple; see ``workbench.batching``) for a ``(model, batch)``
+loss (``workbench.losses``). A Mapping or a tuple/list of tensors is one batch; anything else is iterated.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Data = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
+from workbench.batching import batch_size, describe, move_to
+from workbench.losses import LossFn
+
+Data = Any  # one batch, or an iterable of batches
+
+__all__ = ["Batch", "Data", "LossFn", "as_batches", "check_scalar_loss", "is_batch", "param_names", "select_params"]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One ``(inputs, targets)`` batch and its share of all samples."""
+    """One batch of the data and its share of all samples."""
 
-    inputs: torch.Tensor
-    targets: torch.Tensor
+    data: Any  # the batch as the data yielded it
+    size: int  # number of samples
     weight: float  # this batch's share of all samples; the weights sum to 1
+
+    def on(self, device: torch.device) -> Any:
+        """The batch's tensors on ``device``."""
+        return move_to(self.data, device)
 
 
 def select_params(model: torch.nn.Module, params: Iterable[torch.nn.Parameter] | None) -> list[torch.nn.Parameter]:
@@ -42,42 +56,56 @@ def param_names(model: torch.nn.Module, params: list[torch.nn.Parameter]) -> lis
     return [by_id[id(p)] for p in params]
 
 
-def as_batches(data: object) -> list[Batch]:
+def as_batches(data: Data) -> list[Batch]:
+    """The data's batches (an iterable is read once), each with its size and share of all samples.
+
+    Raises:
+        ValueError: naming ``data`` when it is neither a batch nor an iterable of batches, is empty, or holds a
+            batch without samples.
+    """
     if is_batch(data):
-        pairs = [data]
+        items = [data]
     else:
         try:
-            pairs = list(data)  # type: ignore[call-overload]
+            items = list(data)
         except TypeError as error:
-            raise ValueError("data must be an (inputs, targets) batch or an iterable of such batches") from error
-    if not pairs:
-        raise ValueError("data is empty: the loader yielded no batches")
-    for index, pair in enumerate(pairs):
-        if not is_batch(pair):
             raise ValueError(
-                f"data batch {index} must be an (inputs, targets) pair of tensors, got {type(pair).__name__}"
-            )
-        if pair[1].shape[0] == 0:
+                f"data must be a batch (an (inputs, targets) pair, a dict of tensors) or an iterable of batches, "
+                f"got {describe(data)}"
+            ) from error
+    if not items:
+        raise ValueError("data is empty: the loader yielded no batches")
+    sizes = []
+    for index, item in enumerate(items):
+        if not is_batch(item):
+            raise ValueError(f"data batch {index} must be a tuple, list or dict of tensors, got {describe(item)}")
+        try:
+            sizes.append(batch_size(item))
+        except ValueError as error:
+            raise ValueError(f"data batch {index}: {error}") from None
+        if sizes[-1] == 0:
             raise ValueError(f"data batch {index} is empty (0 samples)")
-    sizes = [int(pair[1].shape[0]) for pair in pairs]
     total = float(sum(sizes))
-    return [Batch(pair[0], pair[1], size / total) for pair, size in zip(pairs, sizes, strict=True)]
+    return [Batch(item, size, size / total) for item, size in zip(items, sizes, strict=True)]
 
 
 def is_batch(candidate: object) -> bool:
+    """Whether ``candidate`` is one batch: a Mapping, or a tuple/list whose items are all tensors (of ≥ 1 dim)."""
+    if isinstance(candidate, Mapping):
+        return True
     return (
         isinstance(candidate, tuple | list)
-        and len(candidate) == 2
-        and all(isinstance(item, torch.Tensor) for item in candidate)
-        and candidate[1].dim() >= 1
+        and len(candidate) > 0
+        and all(isinstance(item, torch.Tensor) and item.dim() >= 1 for item in candidate)
     )
 
 
-def batch_on_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
-
-
 def check_scalar_loss(loss: object) -> None:
+    """Raise unless ``loss`` is a one-element tensor.
+
+    Raises:
+        ValueError: naming ``loss_fn`` for a non-scalar result.
+    """
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(f"loss_fn must return a scalar tensor (a mean-reduced loss), got {shape}")

@@ -21,7 +21,8 @@ from scipy.sparse.linalg import LinearOperator
 
 from workbench._checks import check_choice, check_int
 from workbench.devices import resolve_device
-from workbench.inputs import Data, LossFn, as_batches, batch_on_device, check_scalar_loss, param_names, select_params
+from workbench.inputs import Data, LossFn, as_batches, check_scalar_loss, param_names, select_params
+from workbench.losses import LossModule, as_batch_loss
 from workbench.modes import eval_mode
 from workbench.params import as_flat, flatten, unflatten
 
@@ -29,16 +30,17 @@ HVP_METHODS = ("auto", "graph", "func")
 
 
 class HessianOperator:
-    """H = ∇²θ L(θ) for ``L = loss_fn(model(inputs), targets)``, a mean-reduced loss.
+    """H = ∇²θ L(θ) for a mean-reduced loss L: ``loss_fn(model(inputs), targets)``, or ``loss_fn(model, batch)``.
 
     Args:
         model: the network; it is put in eval mode while the loss is evaluated (BatchNorm uses its running
             statistics, dropout is off) and its own train/eval flags are restored afterwards.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar``, averaged over the batch (e.g. ``F.cross_entropy``).
-        data: one ``(inputs, targets)`` batch, or an iterable of such batches. With several batches the
-            operator is the full-data Hessian, the size-weighted average of the batch Hessians. The
-            iterable is read once and its batches kept, so every product sees the same operator even when
-            the loader shuffles or augments.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` averaged over the batch (e.g. ``F.cross_entropy``), for
+            ``(inputs, targets)`` batches; or ``workbench.batch_loss(fn)`` with ``fn(model, batch) -> scalar`` for
+            batches of any structure (a dict of tensors, say).
+        data: one batch, or an iterable of batches (a DataLoader). With several batches the operator is the
+            full-data Hessian, the size-weighted average of the batch Hessians. The iterable is read once and its
+            batches kept, so every product sees the same operator even when the loader shuffles or augments.
         params: the parameters H is taken with respect to (default: all of ``model``'s that require grad).
         device: ``"auto"`` (the device the parameters live on) or an explicit device, which must be that one.
         hvp: ``"graph"`` (double backprop, graph kept), ``"func"`` (torch.func forward-over-reverse) or
@@ -68,13 +70,14 @@ class HessianOperator:
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
+        self.objective = as_batch_loss(loss_fn)
         self.params = select_params(model, params)
         self.device = _check_device(device, self.params)
         self.dtype = self.params[0].dtype
         self.hvp_method = "graph" if check_choice("hvp", hvp, HVP_METHODS) == "auto" else hvp
         self.max_batched = check_int("max_batched", max_batched, minimum=1)
         self._batches = as_batches(data)
-        self.num_samples = sum(int(b.targets.shape[0]) for b in self._batches)
+        self.num_samples = sum(batch.size for batch in self._batches)
         self.cache_graph = len(self._batches) == 1 if cache_graph is None else bool(cache_graph)
         self._graphs: list[list[torch.Tensor | None]] | None = None
         self.param_names = param_names(model, self.params) if self.hvp_method == "func" else None
@@ -140,17 +143,15 @@ class HessianOperator:
         return graph_hvp(self._grads_with_graph(index), self.params, vectors)
 
     def _func_hvp(self, index: int, vectors: torch.Tensor) -> torch.Tensor:
-        batch = self._batches[index]
+        batch = self._batches[index].on(self.device)
         names = self.param_names
         assert names is not None
-        others = {name: value for name, value in self.model.named_parameters() if name not in names}
-        others.update(dict(self.model.named_buffers()))
-        inputs, targets = batch_on_device(batch, self.device)
+        module = LossModule(self.model, self.objective)
 
         def loss_of(flat_params: torch.Tensor) -> torch.Tensor:
-            values = dict(zip(names, unflatten(flat_params, self.params), strict=True))
-            outputs = torch.func.functional_call(self.model, {**others, **values}, (inputs,))
-            return self.loss_fn(outputs, targets)
+            pieces = unflatten(flat_params, self.params)
+            values = {f"model.{name}": piece for name, piece in zip(names, pieces, strict=True)}
+            return torch.func.functional_call(module, values, (batch,))
 
         primal = flatten([p.detach() for p in self.params])
         gradient_of = torch.func.grad(loss_of)
@@ -173,9 +174,9 @@ class HessianOperator:
         return self._compute_grads(index)
 
     def _compute_grads(self, index: int) -> list[torch.Tensor | None]:
-        inputs, targets = batch_on_device(self._batches[index], self.device)
+        batch = self._batches[index].on(self.device)
         with eval_mode(self.model), torch.enable_grad():
-            loss = self.loss_fn(self.model(inputs), targets)
+            loss = self.objective(self.model, batch)
         check_scalar_loss(loss)
         if not loss.requires_grad:
             raise ValueError("the loss does not depend on the parameters (it carries no gradient); check loss_fn")

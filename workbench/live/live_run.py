@@ -118,7 +118,7 @@ class LiveRun:
         trainer.callbacks[:0] = [self._on_event, *self.callbacks]
         self.trainer = trainer
         self.label = self._label or run_label(trainer.config)
-        every = self._trajectory_every or trainer.config.probe_every or trainer.batches.steps_per_epoch
+        every = self._trajectory_every or trainer.config.probe_every or trainer.inputs.batches.steps_per_epoch
         num_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         limit = max(3, int(self._trajectory_bytes) // (4 * num_params))
         self.recorder = TrajectoryRecorder.resumed(trajectory, every, limit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -28,15 +28,17 @@ class ModelSnapshot:
 
     Attributes:
         model: a copy of the network (never trained further), on the run's device.
-        batch: ``(inputs, targets)``, the run's fixed probe batch (the one λ1 and the trace were logged on).
+        batch: the run's fixed probe batch (the one λ1 and the trace were logged on): ``(inputs, targets)`` or any
+            batch structure its loss takes.
         label: a name for figure titles.
         step: the optimizer step the weights belong to.
-        loss_fn: the run's training loss ``loss_fn(outputs, targets)`` (the trainer's; mean cross-entropy by default).
+        loss_fn: the run's training loss: an ``(outputs, targets)`` loss or a ``BatchLoss`` (the trainer's; mean
+            cross-entropy by default), as the curvature engine and the landscapes take it.
         trajectory: the weights along the run so far, or None when they were not recorded.
     """
 
     model: torch.nn.Module
-    batch: tuple[torch.Tensor, torch.Tensor]
+    batch: Any
     label: str
     step: int
     loss_fn: LossFn = F.cross_entropy
@@ -62,11 +64,7 @@ def snapshot_of_trainer(trainer: Trainer, *, label: str, trajectory: Trajectory 
     model = copy.deepcopy(trainer.model)
     for param in model.parameters():
         param.grad = None
-    if trainer.probe is not None:
-        batch = trainer.probe.batch
-    else:  # the probe batch is the first probe_batch_size of the fixed training-evaluation samples
-        batch = tuple(tensor[: trainer.config.probe_batch_size] for tensor in trainer.eval_train_tensors)
-    return ModelSnapshot(model, (batch[0], batch[1]), label, trainer.step, trainer.loss_fn, trajectory)
+    return ModelSnapshot(model, trainer.inputs.probe_batch, label, trainer.step, trainer.loss_fn, trajectory)
 
 
 def open_checkpoint(path: str | Path, *, data: DatasetSplits | None = None) -> tuple[Trainer, Trajectory | None]:

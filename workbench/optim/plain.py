@@ -32,15 +32,24 @@ class PlainStep(WrappedOptimizer):
     ) -> None:
         super().__init__(params, base_optimizer, {}, **base_kwargs)
 
-    def step(self, closure: Closure | None = None) -> Any:
+    def step(self, closure: Closure | None = None, *, refresh_closure: Closure | None = None) -> Any:
         """Zero the gradients, run ``closure`` (loss, backward), let the base optimizer step; returns the loss.
+        (``refresh_closure`` is accepted for the common interface; a plain step refreshes nothing.) With a
+        ``grad_scaler``, the gradients are unscaled first and a non-finite step is skipped.
 
         Raises:
             ValueError: naming ``closure`` when it is missing, returns no loss or leaves every gradient empty.
         """
         loss = self._run_closure(self._require_closure(closure))
+        finite = self._unscale(self.base_optimizer)
         gradient = self._flat_gradient(self._params(), "step")
+        loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        if not finite:
+            self.last_step = self._skipped_record(gradient)
+            return loss
         self.base_optimizer.step()
+        if self.grad_scaler is not None:
+            self.grad_scaler.update()
         self.last_step = StepRecord(
             step=self.step_count,
             refreshed=False,
@@ -52,4 +61,4 @@ class PlainStep(WrappedOptimizer):
             tracking=False,
         )
         self.step_count += 1
-        return loss.detach() if isinstance(loss, torch.Tensor) else loss
+        return loss

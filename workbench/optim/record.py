@@ -47,6 +47,8 @@ class StepRecord:
         scalar_values: ``(len(scalar_names),)`` tensor behind the scalar properties.
         scalar_names: the names of ``scalar_values``, in order (a prefix-free subset of ``SCALAR_NAMES``).
         tracking: whether the optimizer tracks an eigenvector (then ``refreshed`` and ``eigenvalue`` are scalars).
+        skipped: the step was skipped (no perturbation, no update) because a loss-scaled gradient was not finite
+            (float16 training with a ``GradScaler``); ``scalars()`` then has ``skipped = 1``.
     """
 
     step: int
@@ -57,12 +59,14 @@ class StepRecord:
     scalar_values: torch.Tensor = field(repr=False)
     scalar_names: tuple[str, ...] = SCALAR_NAMES
     tracking: bool = True
+    skipped: bool = False
 
     def scalars(self) -> dict[str, float]:
         """Every scalar of the step by name: ``step``, the tracker's ``refreshed`` (0/1) and ``eigenvalue`` when
-        it has one, and ``scalar_names``."""
+        it has one, ``scalar_names``, and ``skipped = 1`` for a skipped step."""
         tracker = {"refreshed": float(self.refreshed), "eigenvalue": self.eigenvalue} if self.tracking else {}
-        return {"step": float(self.step), **tracker, **self._host_values}
+        skipped = {"skipped": 1.0} if self.skipped else {}
+        return {"step": float(self.step), **tracker, **self._host_values, **skipped}
 
     @cached_property
     def _host_values(self) -> dict[str, float]:

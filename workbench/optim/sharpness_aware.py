@@ -140,20 +140,42 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
 
     # -- the step ---------------------------------------------------------------------------------------------
 
-    def step(self, closure: Closure | None = None) -> Any:
+    def step(self, closure: Closure | None = None, *, refresh_closure: Closure | None = None) -> Any:
         """One sharpness-aware step; returns the loss of the first pass (at θ), detached.
 
+        ``refresh_closure`` (default ``closure``) is the closure the eigenvector refresh runs: under mixed
+        precision, pass one that computes the loss in float32 without loss scaling, so that v and λ are those of
+        the true Hessian. With a ``grad_scaler``, each pass's gradients are unscaled before use, and when either
+        pass's are not finite the step is skipped whole (θ restored, no update) and the scaler lowers its scale.
+
         Raises:
-            ValueError: naming ``closure`` when it is missing, returns no loss or leaves every gradient empty.
+            ValueError: naming ``closure`` when it is missing, returns no loss or leaves every gradient empty; or
+                naming ``refresh_closure`` when a refresh is due under a grad_scaler without one.
         """
         closure = self._require_closure(closure)
         if self.refresh_due:
-            self.refresh_eigenvector(closure)
+            if refresh_closure is None and self.grad_scaler is not None:
+                raise ValueError(
+                    "refresh_closure is required with a grad_scaler: the eigenvector refresh needs the loss "
+                    "unscaled (and in float32)"
+                )
+            self.refresh_eigenvector(self._require_closure(refresh_closure or closure))
         loss = self._run_closure(closure)
+        loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        if not self._unscale(self):
+            self.last_step = self._skipped_record(self._flat_gradient(self._params(), "step"))
+            return loss
         self.first_step(zero_grad=True)
         self._run_closure(closure)
+        if not self._unscale(self.base_optimizer):
+            ascent, self._ascent = self._ascent, None
+            self._restore(ascent)
+            self.last_step = self._skipped_record(ascent.gradient)
+            return loss
         self.second_step()
-        return loss.detach() if isinstance(loss, torch.Tensor) else loss
+        if self.grad_scaler is not None:
+            self.grad_scaler.update()
+        return loss
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -188,10 +210,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         ascent, self._ascent = self._ascent, None
         params = self._params()
         adversarial = self._flat_gradient(params, "second_step")
-        for param, weight in zip(params, ascent.weights, strict=True):
-            param.copy_(weight)
-        for buffer, value in ascent.buffers:
-            buffer.copy_(value)
+        self._restore(ascent)
         eigenvector, sign = ascent.eigenvector, None
         if eigenvector is not None:
             sign = self.orientation(ascent.gradient, adversarial, eigenvector)
@@ -206,6 +225,14 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         self.step_count += 1
         if zero_grad:
             self.zero_grad()
+
+    @torch.no_grad()
+    def _restore(self, ascent: _Ascent) -> None:
+        """θ (exactly, from the copy) and, with ``model``, every buffer as the first pass left them."""
+        for param, weight in zip(self._params(), ascent.weights, strict=True):
+            param.copy_(weight)
+        for buffer, value in ascent.buffers:
+            buffer.copy_(value)
 
     # -- the eigenvector -------------------------------------------------------------------------------------
 

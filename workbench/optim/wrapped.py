@@ -33,13 +33,20 @@ class WrappedOptimizer(torch.optim.Optimizer):
         defaults: this optimizer's own per-group settings (e.g. ``rho``), stored in every parameter group beside
             the base optimizer's, so they can differ per group, are saved in ``state_dict`` and can be scheduled.
 
+    Mixed precision with float16: set ``grad_scaler`` to a ``torch.amp.GradScaler`` and let the closure call
+    ``grad_scaler.scale(loss).backward()``. Each pass's gradients are then unscaled before anything reads them (ε
+    is built from the true g), and a step whose gradients are not finite is skipped whole, the perturbation
+    included, before the scaler updates its scale (see ``step`` of each class). bfloat16 needs no scaler.
+
     Attributes:
         last_step: the ``StepRecord`` of the last completed step (``None`` before the first).
         step_count: number of completed steps.
         tracker: the ``EigenTracker`` of a method that uses the top eigenvector, else ``None``.
+        grad_scaler: the ``torch.amp.GradScaler`` the closure scales its loss with, or ``None``.
     """
 
     tracker: EigenTracker | None = None
+    grad_scaler: torch.amp.GradScaler | None = None
 
     def __init__(
         self,
@@ -75,6 +82,33 @@ class WrappedOptimizer(torch.optim.Optimizer):
         loss = closure()
         check_closure_result(loss, [param.grad for param in self._params()])
         return loss
+
+    def _unscale(self, key: torch.optim.Optimizer) -> bool:
+        """Unscale the gradients in place with ``grad_scaler`` (recording its inf check under ``key``, one per
+        pass); True when they are all finite (always True without a scaler)."""
+        if self.grad_scaler is None:
+            return True
+        self.grad_scaler.unscale_(key)
+        grads = [param.grad for param in self._params() if param.grad is not None]
+        return bool(torch.stack([torch.isfinite(grad).all() for grad in grads]).all())
+
+    def _skipped_record(self, gradient: torch.Tensor) -> StepRecord:
+        """The record of a step skipped for non-finite gradients (the scaler then lowers its scale)."""
+        self.zero_grad()
+        self.grad_scaler.update()
+        record = StepRecord(
+            step=self.step_count,
+            refreshed=False,
+            eigenvalue=float("nan"),
+            gradient=gradient,
+            perturbation=None,
+            scalar_values=gradient.new_full((1,), float("nan")),
+            scalar_names=("gradient_norm",),
+            tracking=False,
+            skipped=True,
+        )
+        self.step_count += 1
+        return record
 
     def _flat_gradient(self, params: list[torch.Tensor], caller: str) -> torch.Tensor:
         grads = [param.grad for param in params]

@@ -94,13 +94,13 @@ def loss_slice_1d(
 
     Args:
         model: the network; evaluated in eval mode, never modified.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar``, averaged over the batch.
-        data: one ``(inputs, targets)`` batch or an iterable of batches (size-weighted mean).
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` averaged over the batch, or ``workbench.batch_loss(fn)``.
+        data: one batch or an iterable of batches (size-weighted mean).
         direction: d, flat ``(n,)`` or per-parameter list over ``params`` (e.g. from
             ``random_filter_normalized_direction``).
         coords: the α values, a non-empty 1-D sequence of finite numbers (multiples of d).
-        accuracy: also measure classification accuracy (needs outputs ``(batch, classes)`` and integer
-            targets ``(batch,)``).
+        accuracy: also measure classification accuracy (needs an ``(outputs, targets)`` loss with class scores
+            ``(batch, classes, ...)`` and integer targets ``(batch, ...)``).
         params: the parameters d covers (default: all that require grad).
         chunk_size: grid points evaluated together, ≥ 1; with ``vectorize`` memory grows linearly with it.
         vectorize: True pushes each chunk through one ``vmap``-ed forward pass over its stacked parameter sets;

@@ -11,23 +11,18 @@ afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 
-from workbench.inputs import (
-    Data,
-    LossFn,
-    as_batches,
-    batch_on_device,
-    check_scalar_loss,
-    param_names,
-    select_params,
-)
+from workbench.batching import describe
+from workbench.inputs import Data, LossFn, as_batches, check_scalar_loss, param_names, select_params
+from workbench.losses import LossModule, as_batch_loss
 from workbench.modes import eval_mode
 from workbench.params import flatten, unflatten
 
-#: (parameter values, inputs, targets) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
-PointMetrics = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: (parameter values, batch) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
+PointMetrics = Callable[[list[torch.Tensor], Any], tuple[torch.Tensor, torch.Tensor]]
 
 #: Points per batched forward pass unless the caller says otherwise: the fastest or tied-fastest of 4, 16 and 64
 #: in every vmap run of benchmarks/landscape_grid.py (benchmarks/RESULTS.md, "Landscape grid").
@@ -39,9 +34,10 @@ class PerturbedLoss:
 
     Args:
         model: the network; evaluated in eval mode, never modified.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar``, averaged over the batch.
-        data: one ``(inputs, targets)`` batch or an iterable of batches (read once and kept); with several
-            the loss is their size-weighted mean, the loss over all their samples.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar`` averaged over the batch, or ``workbench.batch_loss(fn)``
+            with ``fn(model, batch)`` (see ``workbench.losses``).
+        data: one batch or an iterable of batches (read once and kept); with several the loss is their
+            size-weighted mean, the loss over all their samples.
         params: the parameters δ perturbs (default: all that require grad); others keep their values.
 
     Offsets are flat tensors ``(n,)`` (or rows ``(m, n)``) in the order of ``params``; ``base`` is θ as a
@@ -58,8 +54,9 @@ class PerturbedLoss:
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
+        self.module = LossModule(model, as_batch_loss(loss_fn))
         self.params = select_params(model, params)
-        self.names = param_names(model, self.params)
+        self.names = [f"model.{name}" for name in param_names(model, self.params)]
         self.batches = as_batches(data)
         self.base = flatten([p.detach() for p in self.params])
         self.device = self.base.device
@@ -76,8 +73,7 @@ class PerturbedLoss:
         gradient = torch.zeros_like(self.base)
         with eval_mode(self.model), torch.enable_grad():
             for batch in self.batches:
-                inputs, targets = batch_on_device(batch, self.device)
-                loss = self.loss_fn(self._call(unflatten(point, self.params), inputs), targets)
+                loss = self._call(unflatten(point, self.params), batch.on(self.device))
                 check_scalar_loss(loss)
                 (grad,) = torch.autograd.grad(loss, point, allow_unused=True)
                 loss_total += batch.weight * float(loss.detach())
@@ -91,8 +87,7 @@ class PerturbedLoss:
         total = 0.0
         with eval_mode(self.model), torch.no_grad():
             for batch in self.batches:
-                inputs, targets = batch_on_device(batch, self.device)
-                loss = self.loss_fn(self._call(unflatten(point, self.params), inputs), targets)
+                loss = self._call(unflatten(point, self.params), batch.on(self.device))
                 check_scalar_loss(loss)
                 total += batch.weight * float(loss)
         return total
@@ -110,8 +105,9 @@ class PerturbedLoss:
         Args:
             offset_chunks: chunks of offsets, evaluated one chunk at a time (memory: about c copies of the
                 parameters, and with ``vectorize`` c times the activations of one forward pass).
-            accuracy: also return the fraction of samples whose arg-max class equals the integer target
-                (outputs ``(batch, classes)``, targets ``(batch,)``).
+            accuracy: also return the fraction of samples whose arg-max class (dim 1) equals the integer target
+                (an ``(outputs, targets)`` loss with class scores ``(batch, classes, ...)``, targets
+                ``(batch, ...)``).
             vectorize: True evaluates a chunk in one ``torch.func.vmap`` call over its stacked parameter sets;
                 False calls the same functional forward once per point (also the way out for models ``vmap``
                 cannot trace, e.g. data-dependent Python control flow). None (default) vectorises off the CPU
@@ -139,8 +135,7 @@ class PerturbedLoss:
                 chunk_loss = torch.zeros(rows, dtype=torch.float64)
                 chunk_accuracy = torch.zeros(rows, dtype=torch.float64)
                 for batch in self.batches:
-                    inputs, targets = batch_on_device(batch, self.device)
-                    loss, correct = evaluate(values, inputs, targets)
+                    loss, correct = evaluate(values, batch.on(self.device))
                     chunk_loss += batch.weight * loss[:rows].cpu().double()
                     if accuracy:
                         chunk_accuracy += batch.weight * correct[:rows].cpu().double()
@@ -149,20 +144,28 @@ class PerturbedLoss:
         losses = torch.cat(loss_parts) if loss_parts else torch.zeros(0, dtype=torch.float64)
         return losses, (torch.cat(accuracy_parts) if accuracy and accuracy_parts else None)
 
-    def _call(self, values: list[torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self.model, dict(zip(self.names, values, strict=True)), (inputs,))
+    def _call(self, values: list[torch.Tensor], batch: Any) -> torch.Tensor:
+        return torch.func.functional_call(self.module, dict(zip(self.names, values, strict=True)), (batch,))
 
     def _point_metrics(self, accuracy: bool) -> PointMetrics:
-        def metrics(
-            values: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            outputs = self._call(values, inputs)
-            loss = self.loss_fn(outputs, targets)
-            check_scalar_loss(loss)
+        loss_module = self.module
+
+        def metrics(values: list[torch.Tensor], batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            parameters = dict(zip(self.names, values, strict=True))
             if not accuracy:
+                loss = torch.func.functional_call(loss_module, parameters, (batch,))
+                check_scalar_loss(loss)
                 return loss, loss
-            _check_classification(outputs, targets)
-            return loss, (outputs.argmax(dim=-1) == targets).to(loss.dtype).mean()
+            loss, correct = torch.func.functional_call(
+                loss_module, parameters, (batch,), {"with_accuracy": True}, strict=False
+            )
+            check_scalar_loss(loss)
+            if correct is None:
+                raise ValueError(
+                    "accuracy=True needs an (outputs, targets) loss with class scores (batch, classes, ...) and "
+                    f"integer targets of matching shape; got {describe(batch)}"
+                )
+            return loss, correct.to(loss.dtype)
 
         return metrics
 
@@ -176,23 +179,12 @@ def offset_chunks(coefficients: torch.Tensor, directions: torch.Tensor, chunk_si
 def _evaluator(point_metrics: PointMetrics, vectorize: bool, torch_compile: bool) -> PointMetrics:
     """Turn the one-point function into a chunk function: vmapped, or a loop over the chunk's rows."""
     if vectorize:
-        chunk_metrics = torch.func.vmap(point_metrics, in_dims=(0, None, None))
+        chunk_metrics = torch.func.vmap(point_metrics, in_dims=(0, None))
         return torch.compile(chunk_metrics) if torch_compile else chunk_metrics
     one_point = torch.compile(point_metrics) if torch_compile else point_metrics
 
-    def looped(
-        values: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [one_point([v[i] for v in values], inputs, targets) for i in range(values[0].shape[0])]
+    def looped(values: list[torch.Tensor], batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [one_point([v[i] for v in values], batch) for i in range(values[0].shape[0])]
         return torch.stack([loss for loss, _ in rows]), torch.stack([correct for _, correct in rows])
 
     return looped
-
-
-def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
-    integer_targets = not targets.is_floating_point() and not targets.is_complex()
-    if outputs.dim() < 2 or tuple(outputs.shape[:-1]) != tuple(targets.shape) or not integer_targets:
-        raise ValueError(
-            "accuracy=True needs class scores of shape (batch, classes) and integer class targets of shape "
-            f"(batch,); got outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} ({targets.dtype})"
-        )

@@ -1,7 +1,9 @@
 """Sharpness of a model's loss at its current parameters θ: λ1, tr(H), worst-case and average-case loss increase.
 
-Every probe takes ``(model, loss_fn, data)``, with ``data`` one ``(inputs, targets)`` batch or a list of
-batches (the loss is then the size-weighted mean over all their samples), and returns plain data. Every probe
+Every probe takes ``(model, loss_fn, data)``, with ``data`` one batch or a list of batches (the loss is then the
+size-weighted mean over all their samples), and ``loss_fn`` an ``(outputs, targets)`` loss for ``(inputs, targets)``
+batches or ``workbench.batch_loss(fn)`` for a ``fn(model, batch)`` loss on batches of any structure
+(``workbench.losses``); it returns plain data. Every probe
 leaves the model as it found it: parameters and buffers bit for bit (perturbations are applied functionally,
 never in place), train/eval flags (the model is evaluated in eval mode, so BatchNorm uses and keeps its running
 statistics), and nothing in ``.grad`` (gradients come from ``torch.autograd.grad``).

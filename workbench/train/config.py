@@ -14,6 +14,8 @@ from workbench.optim.registry import OPTION_NAMES, optimizer_entry
 SCHEDULES = ("constant", "cosine", "step")
 #: How ρ moves during training: kept constant, or proportional to the learning rate (GSAM's ρ_t = ρ·lr_t/lr).
 RHO_SCHEDULES = ("constant", "lr")
+#: Mixed-precision modes: none, bfloat16 autocast, float16 autocast with dynamic loss scaling.
+AMP_MODES = ("off", "bf16", "fp16")
 
 
 def _option(default: Any, help: str) -> Any:
@@ -31,7 +33,8 @@ class TrainConfig:
     """Everything that determines a run; the same config and seed give the same history on CPU.
 
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
-    their own options. The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
+    their own options, or ``None`` when the Trainer is given a user's own model and data (it records them so).
+    The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
     ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
     field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
     and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
@@ -40,9 +43,9 @@ class TrainConfig:
     a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
     """
 
-    dataset: str = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
+    dataset: str | None = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
     dataset_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "dataset loader options"})
-    model: str = _option("cnn", "model name (its options: --model-option KEY=VALUE)")
+    model: str | None = _option("cnn", "model name (its options: --model-option KEY=VALUE)")
     model_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "model builder options"})
     optimizer: str = _option("sgd", "optimizer name; its options below default to its paper values")
     lr: float = _option(0.05, "base learning rate of SGD, > 0 (the schedule multiplies it)")
@@ -73,7 +76,8 @@ class TrainConfig:
     divergence_factor: float = _option(1e3, "stop as diverged when the loss exceeds this × the first loss, > 1")
     seed: int = _option(0, "seed of data split, initial weights, batch order and probes, >= 0")
     device: str = _option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    amp: bool = _option(False, "bfloat16 autocast for the forward passes")
+    amp: str = _option("off", "mixed precision: bf16 autocast, or fp16 autocast with a GradScaler (off: float32)")
+    micro_batches: int = _option(1, "split each batch into this many micro-batches, accumulating their gradients")
     tensorboard: bool = _option(False, "also write the logged scalars as TensorBoard events in the run folder")
 
     def __post_init__(self) -> None:
@@ -107,7 +111,9 @@ class TrainConfig:
             check_int("checkpoint_every", self.checkpoint_every, minimum=1)
         check_float("divergence_factor", self.divergence_factor, minimum=1.0, min_inclusive=False)
         check_int("seed", self.seed, minimum=0)
-        for name in ("probe_trace", "amp", "tensorboard"):
+        check_choice("amp", self.amp, AMP_MODES)
+        check_int("micro_batches", self.micro_batches, minimum=1)
+        for name in ("probe_trace", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("dataset_options", "model_options"):

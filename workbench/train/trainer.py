@@ -1,6 +1,8 @@
 """The training engine: one loop for live widgets and headless batches, with probes on a schedule.
 
-``Trainer(config).run()`` trains, logging into a tidy ``History`` that other threads may read at any time.
+``Trainer(config).run()`` trains a named model on a named dataset; ``Trainer(config, model=..., train_data=...,
+test_data=..., loss_fn=...)`` trains any ``nn.Module`` on any DataLoader with any loss. Either way it logs into a
+tidy ``History`` that other threads may read at any time.
 ``pause()``, ``resume()`` and ``stop()`` are safe from another thread and take effect between steps. A
 non-finite or exploding loss ends the run cleanly (status ``"diverged"``) with its history kept. With a run
 directory, the config, the history, a checkpoint and a summary are written there as training goes, so a
@@ -21,19 +23,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from workbench.datasets import DatasetSplits, load_dataset
+from workbench.batching import batch_size, chunks, move_to, split
+from workbench.datasets import DatasetSplits
 from workbench.devices import resolve_device
-from workbench.inputs import LossFn
+from workbench.losses import CROSS_ENTROPY, BatchLoss, ModelLoss, model_loss
 from workbench.models import build_model
+from workbench.modes import eval_mode
 from workbench.optim import optimizer_entry
-from workbench.train.batches import EpochBatches
 from workbench.train.config import TrainConfig
 from workbench.train.control import RunControl
-from workbench.train.evaluate import evaluate
+from workbench.train.data import EVAL_BATCH, training_data
+from workbench.train.evaluate import Metrics, evaluate
 from workbench.train.history import History
 from workbench.train.optimizers import build_optimizer
+from workbench.train.precision import check_first_loss, mixed_precision
 from workbench.train.probing import CurvatureProbe
 from workbench.train.run_folder import RunFolder
 from workbench.train.schedule import lr_factor
@@ -41,7 +45,6 @@ from workbench.train.tensorboard_sink import TensorBoardSink
 
 #: The headline metrics of a run: their last values are its final metrics.
 FINAL_METRICS = ("train_loss", "test_loss", "test_accuracy", "train_accuracy", "lambda_1", "trace")
-EVAL_TRAIN_SAMPLES = 4096  # train-split loss/accuracy are measured on (at most) this many fixed samples
 
 
 @dataclass(frozen=True)
@@ -79,62 +82,74 @@ Callback = Callable[[TrainEvent], None]
 
 
 class Trainer:
-    """Train ``config.model`` on ``config.dataset`` with ``config.optimizer``; see the module docstring.
+    """Train a model with ``config.optimizer`` on a schedule of probes; see the module docstring.
 
     Every optimizer steps the same way, ``optimizer.step(closure)``, and is read the same way, through its
     ``last_step`` record (``workbench.optim.WrappedOptimizer``): its scalars are logged as ``opt_<name>``.
 
     Args:
-        config: the run's ``TrainConfig``.
+        config: the run's ``TrainConfig``. When ``model`` or ``train_data`` is given, the run's config records
+            ``model=None`` or ``dataset=None`` (with empty options): what it trains was not built by name.
+        model: your own ``torch.nn.Module`` (moved to the run's device and trained in place); default: the named
+            ``config.model``, built for the named dataset.
+        train_data: your own training data: a DataLoader or any sized, re-iterable collection of batches. A batch
+            is a tuple/list of tensors (``(inputs, targets)`` for the default loss) or a dict of tensors (Hugging
+            Face style), moved to the device by the engine; nothing else is held there (streaming, workers as the
+            loader has them). Default: the named ``config.dataset``, held on the device.
+        test_data: your own evaluation data, the same form (optional; without it no test metrics are logged).
+        loss_fn: ``loss_fn(model, batch)`` → a scalar tensor (mean over the batch), the loss trained on, probed (λ1,
+            trace, angles) and evaluated. Default: cross-entropy on ``(inputs, targets)`` batches, with accuracy.
+        metrics_fn: ``metrics_fn(model, batch)`` → a dict of scalars (means over the batch), logged at every
+            evaluation as ``test_<name>`` and ``train_<name>`` (size-weighted means over the batches).
+        probe_data: the batch the curvature probes measure (default: the first ``probe_batch_size`` samples of a
+            seeded pass over the training data, fixed for the run).
         run_dir: the run folder (``workbench.train.run_folder``: config, history, checkpoint, summary), or None.
         callbacks: called with a ``TrainEvent`` after each step, probe and evaluation, from the training
             thread; keep them quick (a live chart should batch its redraws).
         data: an already loaded ``DatasetSplits`` matching ``config.dataset`` (saves reloading in notebooks).
-        loss_fn: ``loss_fn(outputs, targets)`` → a scalar tensor, the loss trained on, probed (λ1, trace, angles)
-            and evaluated; default mean cross-entropy. Outputs are cast to float32 first (under ``amp``).
 
     Raises:
-        ValueError: for options the chosen dataset, model or optimizer does not take, or AMP without CUDA.
+        ValueError: naming the argument: options the chosen dataset, model or optimizer does not take; data,
+            model or loss that cannot be used (an iterator, an empty loader, a model without trainable
+            parameters, a loss that is not a finite scalar at the first step, a batch the default loss cannot use,
+            a probe batch larger than the data); fp16 without CUDA or CPU support.
     """
 
     def __init__(
         self,
         config: TrainConfig,
         *,
+        model: torch.nn.Module | None = None,
+        train_data: Iterable[Any] | None = None,
+        test_data: Iterable[Any] | None = None,
+        loss_fn: ModelLoss | BatchLoss | None = None,
+        metrics_fn: Metrics | None = None,
+        probe_data: Any = None,
         run_dir: str | Path | None = None,
         callbacks: Iterable[Callback] = (),
         data: DatasetSplits | None = None,
-        loss_fn: LossFn = F.cross_entropy,
     ) -> None:
+        if model is not None:
+            config = config.replace(model=None, model_options={})
+        if train_data is not None:
+            config = config.replace(dataset=None, dataset_options={})
         self.config = config
-        self.loss_fn = loss_fn
+        self.loss_fn = CROSS_ENTROPY if loss_fn is None else model_loss(loss_fn)
+        self.metrics_fn = metrics_fn
         self.device = resolve_device(config.device)
-        if config.amp and self.device.type != "cuda":
-            raise ValueError(f"amp=True needs a CUDA device (bfloat16 autocast); device resolves to {self.device}")
-        self.data = (
-            data if data is not None else load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
+        self.inputs = training_data(
+            config, self.device, splits=data, train_data=train_data, test_data=test_data, probe_data=probe_data
         )
-        self.model = build_model(
-            config.model,
-            input_shape=self.data.input_shape,
-            num_classes=self.data.num_classes,
-            seed=config.seed,
-            **config.model_options,
-        ).to(self.device)
-        train_inputs, train_targets = (t.to(self.device) for t in self.data.train.tensors)
-        self.test_tensors = tuple(t.to(self.device) for t in self.data.test.tensors)
-        self.batches = EpochBatches(train_inputs, train_targets, config.batch_size, config.seed)
-        self.total_steps = config.steps or config.epochs * self.batches.steps_per_epoch
-        self.optimizer = build_optimizer(config, self.model, self.batches.steps_per_epoch)
-        fixed = torch.randperm(train_inputs.shape[0], generator=torch.Generator().manual_seed(config.seed))
-        fixed = fixed.to(self.device)
-        self.eval_train_tensors = (train_inputs[fixed[:EVAL_TRAIN_SAMPLES]], train_targets[fixed[:EVAL_TRAIN_SAMPLES]])
-        probe_index = fixed[: config.probe_batch_size]
+        self.model = self._model(model).to(self.device)
+        steps_per_epoch = self.inputs.batches.steps_per_epoch
+        self.total_steps = config.steps or config.epochs * steps_per_epoch
+        self.optimizer = build_optimizer(config, self.model, steps_per_epoch)
+        self.autocast, self.optimizer.grad_scaler = mixed_precision(config.amp, self.device)
         self.probe = (
             CurvatureProbe(
                 self.model,
-                loss_fn,
-                (train_inputs[probe_index], train_targets[probe_index]),
+                self.loss_fn,
+                self.inputs.probe_batch,
                 top_k=config.probe_top_k,
                 trace=config.probe_trace,
                 trace_samples=config.trace_samples,
@@ -158,6 +173,29 @@ class Trainer:
         self.seconds = 0.0
         self._initial_loss: float | None = None
 
+    @property
+    def data(self) -> DatasetSplits | None:
+        """The named dataset the run trains on (None for a user's own data)."""
+        return self.inputs.splits
+
+    def _model(self, model: torch.nn.Module | None) -> torch.nn.Module:
+        if model is None:
+            splits = self.inputs.splits
+            if splits is None or self.config.model is None:
+                raise ValueError("model is None: pass model= (your own module) or name a model and a dataset")
+            return build_model(
+                self.config.model,
+                input_shape=splits.input_shape,
+                num_classes=splits.num_classes,
+                seed=self.config.seed,
+                **self.config.model_options,
+            )
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not any(param.requires_grad for param in model.parameters()):
+            raise ValueError("model has no trainable parameters (none requires grad): there is nothing to train")
+        return model
+
     # -- control from any thread -------------------------------------------------------------------------------
 
     def pause(self) -> None:
@@ -175,7 +213,7 @@ class Trainer:
     @property
     def epoch(self) -> float:
         """Fractional epoch of the current step."""
-        return self.step / self.batches.steps_per_epoch
+        return self.step / self.inputs.batches.steps_per_epoch
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -186,6 +224,7 @@ class Trainer:
         self.status = "running"
         self._emit("start", {})
         if self.step == 0 and len(self.history) == 0:
+            self._check_first_batch()
             self._evaluate()
         while self.step < self.total_steps:
             self._emit("boundary", {})
@@ -246,15 +285,13 @@ class Trainer:
             group["lr"] = config.lr * factor
             if config.rho_schedule == "lr":
                 group["rho"] = self._rho * factor
-        inputs, targets = self.batches.batch(step)
-        if self.data.augment is not None:
-            inputs = self.data.augment(inputs, torch.Generator().manual_seed(config.seed * 100_003 + step))
+        batch = move_to(self.inputs.batches.batch(step), self.device)
         probing = self.probe_due(step)
         if probing:
             probe_values = self.probe.measure(step)
             self.history.log(step, epoch, probe_values)
             self._emit("probe", probe_values)
-        loss = self._optimizer_step(inputs, targets)
+        loss = self._optimizer_step(batch)
         record = self.optimizer.last_step
         values = {"train_loss": loss, "lr": config.lr * factor}
         values.update({f"opt_{name}": value for name, value in record.scalars().items() if name != "step"})
@@ -274,33 +311,47 @@ class Trainer:
             )
         self._emit("step", values)
 
-    def _optimizer_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.config.amp else nullcontext()
+    def _optimizer_step(self, batch: Any) -> float:
+        """One optimizer step on ``batch``: its closure accumulates the gradient over ``micro_batches`` parts
+        (each part's mean loss weighted by its share of the samples) under the run's mixed precision; the refresh
+        closure does the same in float32 without loss scaling."""
+        parts = split(batch, self.config.micro_batches) if self.config.micro_batches > 1 else [batch]
+        shares = [batch_size(part) / batch_size(batch) for part in parts] if len(parts) > 1 else [None]
+        scaler = self.optimizer.grad_scaler
 
-        def closure() -> torch.Tensor:
-            with autocast:
-                outputs = self.model(inputs)
-            loss = self.loss_fn(outputs.float(), targets)
-            loss.backward()
-            return loss
+        def accumulate(precise: bool) -> torch.Tensor:
+            total = None
+            for part, share in zip(parts, shares, strict=True):
+                with nullcontext() if precise else self.autocast():
+                    loss = self.loss_fn(self.model, part)
+                weighted = loss if share is None else loss * share
+                (weighted if precise or scaler is None else scaler.scale(weighted)).backward()
+                total = weighted.detach() if total is None else total + weighted.detach()
+            return total
 
         self.model.train()
-        return float(self.optimizer.step(closure))
+        loss = self.optimizer.step(lambda: accumulate(False), refresh_closure=lambda: accumulate(True))
+        return float(loss)
+
+    def _check_first_batch(self) -> None:
+        """Before anything else, the loss on the first training batch: a clear error for a loss that is not a
+        finite scalar depending on the parameters (rather than a failure deep in a probe or the optimizer)."""
+        batch = move_to(self.inputs.batches.batch(0), self.device)
+        with eval_mode(self.model), torch.enable_grad():  # eval mode: no BatchNorm statistics move
+            check_first_loss(self.loss_fn(self.model, batch))
 
     def _evaluation_due(self) -> bool:
-        every = self.config.eval_every or self.batches.steps_per_epoch
+        every = self.config.eval_every or self.inputs.batches.steps_per_epoch
         return self.step % every == 0
 
     def _evaluate(self) -> None:
-        test = evaluate(self.model, self.loss_fn, *self.test_tensors)
-        train = evaluate(self.model, self.loss_fn, *self.eval_train_tensors)
-        values = {
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "train_eval_loss": train["loss"],
-            "train_accuracy": train["accuracy"],
-            "seconds": self.seconds,
-        }
+        values: dict[str, float] = {}
+        if self.inputs.test_batches is not None:
+            test = evaluate(self.model, self.loss_fn, self.inputs.test_batches(), self.metrics_fn)
+            values.update({f"test_{name}": value for name, value in test.items()})
+        train = evaluate(self.model, self.loss_fn, chunks(self.inputs.eval_train, EVAL_BATCH), self.metrics_fn)
+        values.update({("train_eval_loss" if name == "loss" else f"train_{name}"): v for name, v in train.items()})
+        values["seconds"] = self.seconds
         self.history.log(self.step, self.epoch, values)
         self._flush()
         self._emit("eval", values)
@@ -384,12 +435,14 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: Iterable[Callback] = (),
         data: DatasetSplits | None = None,
-        loss_fn: LossFn = F.cross_entropy,
+        **own: Any,
     ) -> Trainer:
-        """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config; a run
-        trained with its own ``loss_fn`` needs it again here."""
+        """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config. A run
+        of your own model and data needs them again (``model=``, ``train_data=``, ``test_data=``, ``loss_fn=``,
+        ``metrics_fn=``, ``probe_data=`` as for ``Trainer``); the weights and everything else come from the
+        checkpoint."""
         state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
         config = TrainConfig.from_dict(state["config"])
-        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, data=data, loss_fn=loss_fn)
+        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, data=data, **own)
         trainer.load_state_dict(state)
         return trainer
