@@ -2,8 +2,8 @@
 
 The notebook fakes a Trainer's run directory (history.csv and summary.json). It raises when ``seed`` is
 ``FAILING_SEED``, sleeps ``steps / 10`` seconds before writing anything (so a test can kill a batch mid-run),
-records its test accuracy as ``seed / 100``, and notes in summary.json its kernel's ``OMP_NUM_THREADS`` and where
-``workbench`` would be imported from.
+records its test accuracy as ``seed / 100``, and notes in summary.json its kernel's ``OMP_NUM_THREADS``, where
+``workbench`` would be imported from and its ``$WORKBENCH_DATA``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ folder = pathlib.Path(run_dir)
 summary = {{"status": "finished", "reason": "fake", "steps": 1, "seconds": 0.0, "config": {{"seed": seed}}}}
 source = importlib.util.find_spec("workbench").origin
 summary["kernel"] = {{"threads": os.environ.get("OMP_NUM_THREADS"), "workbench": source}}
+summary["data_root"] = os.environ.get("WORKBENCH_DATA")
 (folder / "summary.json").write_text(json.dumps(summary))"""
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from workbench.datasets import DATASETS, DatasetSplits, dataset_options, default_root, load_dataset
+from workbench.datasets import DATASETS, DatasetSplits, dataset_options, load_dataset
 from workbench.datasets.splits import stratified_split
 
 SMALL = {
@@ -124,13 +124,6 @@ def test_stratified_split_counts_by_hand() -> None:
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(labels)))
     with pytest.raises(ValueError, match=r"test_fraction.*class 1 with 1 sample"):
         stratified_split(np.array([0, 0, 1]), 0.5, seed=0)
-
-
-def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
-    assert default_root() == tmp_path
-    monkeypatch.delenv("WORKBENCH_DATA")
-    assert default_root().parts[-2:] == (".cache", "workbench")
 
 
 @pytest.mark.parametrize(

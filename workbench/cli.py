@@ -1,5 +1,6 @@
-"""The ``workbench`` command: ``train``, ``report``, ``demo`` (the README's main job), ``batch run|collect`` and
-``list`` (the registered optimizers, datasets and models with their options). Also ``python -m workbench``.
+"""The ``workbench`` command: ``train``, ``report``, ``demo`` (the README's main job), ``batch run|collect``,
+``list`` (the registered optimizers, datasets and models with their options) and ``data list|prepare`` (what is on
+disk under the data root). Also ``python -m workbench``.
 
 Bad options exit with status 2 and a message naming the option and its allowed values.
 """
@@ -26,6 +27,10 @@ from workbench.train import RHO_SCHEDULES, SCHEDULES, TrainConfig
 from workbench.train.run_folder import RunFolder
 
 USAGE_ERROR = 2
+DATA_DIR_HELP = (
+    "data root: where datasets are read, cached and downloaded (default: $WORKBENCH_DATA, else the checkout's "
+    "data/, else ~/.cache/workbench; data/README.md)"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="JSON or YAML file of TrainConfig options (flags override it)")
     train.add_argument("--run-dir", type=Path, default=Path("runs/train"), help="output directory (default runs/train)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
     _add_config_flags(train)
     train.set_defaults(handler=_train_command)
 
@@ -69,6 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a much shorter run (seconds), for smoke tests")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
     demo.set_defaults(handler=_demo_command)
     _add_batch_commands(commands)
     listing = commands.add_parser(
@@ -78,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "what", nargs="?", choices=LISTS, default=None, help="one of them only (default: all three)"
     )
     listing.set_defaults(handler=_list_command)
+    _add_data_commands(commands)
     return parser
 
 
@@ -96,6 +104,9 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and their state; execute nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help=f"{DATA_DIR_HELP}; every run reads and caches its data there"
+    )
     run.set_defaults(handler=_batch_run_command)
     collect = actions.add_parser(
         "collect", help="gather a batch folder into results.parquet/.csv, summary.md and report.html"
@@ -221,7 +232,7 @@ def _train_command(args: argparse.Namespace) -> int:
     from workbench.runs import train_run
 
     config = config_from_args(args)
-    result = train_run(config, args.run_dir, progress=not args.no_progress)
+    result = train_run(config, args.run_dir, progress=not args.no_progress, data_dir=args.data_dir)
     report = RunFolder(args.run_dir).report
     written = f"report: {report}" if report.is_file() else f"run folder: {args.run_dir}"
     print(f"{result.status}: {result.reason}; {written}")
@@ -239,7 +250,7 @@ def _report_command(args: argparse.Namespace) -> int:
 def _demo_command(args: argparse.Namespace) -> int:
     from workbench.runs import run_demo
 
-    report = run_demo(args.output, quick=args.quick, progress=not args.no_progress)
+    report = run_demo(args.output, quick=args.quick, progress=not args.no_progress, data_dir=args.data_dir)
     print(f"report: {report}")
     return 0
 
@@ -262,6 +273,7 @@ def _batch_run_command(args: argparse.Namespace) -> int:
         kernel_name=args.kernel,
         threads_per_run=args.threads_per_run,
         progress=not args.no_progress,
+        data_dir=args.data_dir,
     )
     print(summary.describe())
     print(f"collect: workbench batch collect {output}")
@@ -307,6 +319,61 @@ def _listing(what: str) -> str:
         lines.append(f"  {name:10s} {summary(name).replace('``', '')}")
         lines += [f"      {flag} {option}={json.dumps(default)}" for option, default in options(name).items()]
     return "\n".join(lines)
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``workbench data list [NAME ...]`` and ``workbench data prepare NAME``, both with ``--data-dir``."""
+    data = commands.add_parser("data", help="the datasets on disk under the data root: list them, prepare one")
+    actions = data.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="each dataset: whether it is present, its size and path")
+    listing.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"datasets to show (default: all of {', '.join(DATASETS)})"
+    )
+    listing.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
+    listing.set_defaults(handler=_data_list_command)
+    prepare = actions.add_parser(
+        "prepare", help="generate (MNIST-1D) or download (CIFAR) a dataset into the data root; offline, say how"
+    )
+    prepare.add_argument("name", metavar="NAME", help=f"the dataset ({', '.join(DATASETS)})")
+    prepare.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
+    prepare.set_defaults(handler=_data_prepare_command)
+
+
+def _data_list_command(args: argparse.Namespace) -> int:
+    from workbench.datasets import dataset_status, resolve_data_root
+    from workbench.datasets.storage import format_size
+
+    root = resolve_data_root(args.data_dir)
+    statuses = [dataset_status(name, root.path) for name in (args.names or DATASETS)]
+    created = "" if root.path.exists() else "; not created yet"
+    print(f"data root: {root.path} (from {root.origin}{created})")
+    rows = [("dataset", "origin", "state", "size", "path")]
+    for status in statuses:
+        size = format_size(status.size_bytes) if status.size_bytes else "-"
+        rows.append((status.name, status.origin, status.state, size, "-" if status.path is None else str(status.path)))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]  # the path, last, is not padded
+    for row in rows:
+        print(*(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)), row[4], sep="  ")
+    for status in statuses:
+        if not status.present:
+            print(f"{status.name}: {status.detail}; `workbench data prepare {status.name}` (offline: data/README.md)")
+    return 0
+
+
+def _data_prepare_command(args: argparse.Namespace) -> int:
+    from workbench.datasets import prepare_dataset
+    from workbench.datasets.storage import format_size
+
+    try:
+        status = prepare_dataset(args.name, args.data_dir)
+    except (ImportError, OSError) as error:  # no torchvision, no network: the message says which file goes where
+        print(f"workbench data: error: {error}", file=sys.stderr)
+        return 1
+    if status.path is None:
+        print(f"{status.name}: {status.detail}")
+    else:
+        print(f"{status.name}: {status.state}, {format_size(status.size_bytes)} at {status.path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,12 +34,21 @@ QUICK_DEMO_CHANGES = {"epochs": 1, "steps": 12, "probe_every": 6, "trace_samples
 
 
 def train_run(
-    config: TrainConfig, run_dir: str | Path, *, progress: bool = True, data: DatasetSplits | None = None
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    data: DatasetSplits | None = None,
+    data_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train ``config`` into the run folder ``run_dir`` (config, history, checkpoint, summary) and write its
-    report (when plotly is installed; otherwise a warning says how to get it)."""
+    report (when plotly is installed; otherwise a warning says how to get it).
+
+    ``data``: the loaded dataset (default: ``config``'s, read from the data root ``data_dir``; None resolves it as
+    ``workbench.datasets.resolve_data_root`` documents).
+    """
     folder = RunFolder(run_dir)
-    trainer = Trainer(config, run_dir=folder.path, data=data)
+    trainer = Trainer(config, run_dir=folder.path, data=data if data is not None else _load_data(config, data_dir))
     with _progress_bar(trainer, progress, folder.name) as update:
         trainer.callbacks.append(update)
         result = trainer.run()
@@ -52,13 +61,18 @@ def train_run(
     return result
 
 
-def run_demo(output: str | Path, *, quick: bool = False, progress: bool = True) -> Path:
-    """Train SGD, SAM, Eigen-SAM and X-SAM with the same seed and budget; return the comparison report's path."""
+def run_demo(
+    output: str | Path, *, quick: bool = False, progress: bool = True, data_dir: str | Path | None = None
+) -> Path:
+    """Train SGD, SAM, Eigen-SAM and X-SAM with the same seed and budget; return the comparison report's path.
+
+    ``data_dir``: the data root MNIST-1D is cached in (None: resolved as ``resolve_data_root`` documents).
+    """
     from workbench.viz import load_runs, write_report
 
     output = Path(output)
     base = DEMO_CONFIG.replace(**QUICK_DEMO_CHANGES) if quick else DEMO_CONFIG
-    data = load_dataset(base.dataset, seed=base.seed, **base.dataset_options)
+    data = _load_data(base, data_dir)
     run_dirs = []
     for name, options in DEMO_OPTIMIZERS.items():
         train_run(base.replace(optimizer=name, **options), output / name, progress=progress, data=data)
@@ -71,6 +85,11 @@ def run_demo(output: str | Path, *, quick: bool = False, progress: bool = True) 
     return write_report(
         load_runs(run_dirs), output / REPORT_FILE, title="SGD vs SAM vs Eigen-SAM vs X-SAM", notes=notes
     )
+
+
+def _load_data(config: TrainConfig, data_dir: str | Path | None) -> DatasetSplits:
+    """The dataset ``config`` names, read from (or cached under) the data root ``data_dir``."""
+    return load_dataset(config.dataset, root=data_dir, seed=config.seed, **config.dataset_options)
 
 
 @contextmanager

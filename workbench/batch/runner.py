@@ -3,7 +3,9 @@
 Threads: each run's kernel gets ``OMP_NUM_THREADS=threads_per_run`` (default 1), so N workers on N cores use one
 core each; more OpenMP threads than cores slow a busy CPU down many times over. Give a GPU run more threads
 (and fewer workers) when its data pipeline needs them. The rest of the environment passes to the workers and
-their kernels, with the checkout this ``workbench`` was imported from first on ``PYTHONPATH``.
+their kernels, with the checkout this ``workbench`` was imported from first on ``PYTHONPATH`` and the batch's data
+root (``data_dir``, resolved once here) in ``$WORKBENCH_DATA``: every run reads and caches its data in one place,
+e.g. a shared folder of a cluster.
 
 Re-running the same grid into the same output is the way to resume: finished runs (result.json with status
 "finished") are skipped, failed and interrupted ones run again from the start. One batch at a time may use an
@@ -39,6 +41,7 @@ from workbench.batch.records import (
     RESULT_FILE,
     run_state,
 )
+from workbench.datasets.root import DATA_ROOT_VARIABLE, resolve_data_root
 from workbench.jsonfiles import read_json, write_json
 
 LOCK_FILE = ".batch.lock"
@@ -87,6 +90,7 @@ def run_batch(
     kernel_name: str = "python3",
     threads_per_run: int = 1,
     progress: bool = True,
+    data_dir: str | Path | None = None,
 ) -> BatchSummary:
     """Execute every run of ``grid`` that has not finished yet into ``output/<run name>/``.
 
@@ -100,6 +104,8 @@ def run_batch(
         kernel_name: the Jupyter kernel the notebooks run in.
         threads_per_run: ``OMP_NUM_THREADS`` of each run's kernel, >= 1.
         progress: show a progress bar of runs (a line per ended run is printed to stderr either way).
+        data_dir: the data root of every run (passed to the workers as ``$WORKBENCH_DATA``); None: resolved here
+            as ``workbench.datasets.resolve_data_root`` documents.
 
     Raises:
         ValueError: for an invalid grid, an unknown kernel, bad ``workers``/``threads_per_run``, or an output
@@ -109,6 +115,7 @@ def run_batch(
     workers = check_int("workers", default_workers() if workers is None else workers, minimum=1)
     threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
     _check_kernel(kernel_name)
+    data_root = resolve_data_root(data_dir).path
     output = Path(output).resolve()
     output.mkdir(parents=True, exist_ok=True)
     with _exclusive(output / LOCK_FILE):
@@ -118,7 +125,7 @@ def run_batch(
             if run in todo:
                 (output / run.name).mkdir(exist_ok=True)
                 write_json(output / run.name / PARAMS_FILE, _params(run, index, grid))
-        environment = _worker_environment(threads_per_run)
+        environment = _worker_environment(threads_per_run, data_root)
         ended = _execute(todo, output, workers, kernel_name, environment, progress, len(grid.runs), len(skipped))
     finished = tuple(name for name in ended if run_state(output / name) == FINISHED)
     diverged = tuple(
@@ -128,11 +135,12 @@ def run_batch(
     return BatchSummary(output, finished, skipped, failed, diverged)
 
 
-def _worker_environment(threads_per_run: int) -> dict[str, str]:
-    """This process's environment with ``OMP_NUM_THREADS`` set, and, when ``workbench`` was imported from a source
-    checkout rather than a site directory, that checkout first on ``PYTHONPATH``: workers and kernels (which start
-    in the run folder) then import the same ``workbench`` as the batch, not another installed copy."""
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run)}
+def _worker_environment(threads_per_run: int, data_root: Path) -> dict[str, str]:
+    """This process's environment with ``OMP_NUM_THREADS`` and ``$WORKBENCH_DATA`` (the absolute ``data_root``) set,
+    and, when ``workbench`` was imported from a source checkout rather than a site directory, that checkout first on
+    ``PYTHONPATH``: workers and kernels (which start in the run folder) then import the same ``workbench`` as the
+    batch, not another installed copy, and read the same data."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run), DATA_ROOT_VARIABLE: str(data_root)}
     checkout = Path(workbench.__file__).resolve().parents[1]
     site_directories = {Path(path).resolve() for path in [*site.getsitepackages(), site.getusersitepackages()]}
     if checkout not in site_directories:

@@ -27,6 +27,7 @@ class CifarRelease:
     """Where one CIFAR release lives on disk and on the web.
 
     Attributes:
+        name: the dataset's registered name, e.g. ``"cifar10"``.
         title: readable name, e.g. ``"CIFAR-10"``.
         folder: directory the archive extracts to.
         train_files, test_files: pickle files of each split, in order.
@@ -34,6 +35,7 @@ class CifarRelease:
         url: the archive on the authors' site; md5: its checksum (the values torchvision uses).
     """
 
+    name: str
     title: str
     folder: str
     train_files: tuple[str, ...]
@@ -46,8 +48,14 @@ class CifarRelease:
     def files(self) -> tuple[str, ...]:
         return (*self.train_files, *self.test_files, self.meta_file)
 
+    @property
+    def archive(self) -> str:
+        """The archive's file name, e.g. ``"cifar-10-python.tar.gz"``."""
+        return self.url.rsplit("/", 1)[-1]
+
 
 CIFAR10 = CifarRelease(
+    name="cifar10",
     title="CIFAR-10",
     folder="cifar-10-batches-py",
     train_files=tuple(f"data_batch_{k}" for k in range(1, 6)),
@@ -57,6 +65,7 @@ CIFAR10 = CifarRelease(
     md5="c58f30108f718f92721af3b95e74349a",
 )
 CIFAR100 = CifarRelease(
+    name="cifar100",
     title="CIFAR-100",
     folder="cifar-100-python",
     train_files=("train",),
@@ -77,7 +86,7 @@ def load_cifar10(*, root: Path, download: bool, subset: int | None = None, augme
         augment: attach the standard training augmentation (pad 4, random 32×32 crop, horizontal flip) as
             ``DatasetSplits.augment``, for the training loop to apply per batch.
     """
-    return _load_cifar("cifar10", CIFAR10, root, download, subset, augment, "labels", "label_names")
+    return _load_cifar(CIFAR10, root, download, subset, augment, "labels", "label_names")
 
 
 def load_cifar100(
@@ -94,7 +103,7 @@ def load_cifar100(
     """
     check_choice("labels", labels, ("fine", "coarse"))
     return _load_cifar(
-        "cifar100", CIFAR100, root, download, subset, augment, f"{labels}_labels", f"{labels}_label_names"
+        CIFAR100, root, download, subset, augment, f"{labels}_labels", f"{labels}_label_names"
     )
 
 
@@ -103,24 +112,46 @@ def find_release(release: CifarRelease, root: Path, download: bool) -> Path:
 
     Raises:
         FileNotFoundError: naming the directory searched, the missing files and how to get them.
-        ImportError: for ``download=True`` without torchvision, saying how to install it or fetch the data by hand.
+        ImportError: for ``download=True`` without torchvision, saying which file to put where instead.
+        OSError: for a download that failed (no network, a bad checksum), saying which file to put where instead.
     """
-    for directory in (root / release.folder, root):
-        if all((directory / name).is_file() for name in release.files):
-            return directory
+    directory = release_directory(release, root)
+    if directory is not None:
+        return directory
     if download:
         _download(release, root)
         return find_release(release, root, download=False)
-    missing = [name for name in release.files if not (root / release.folder / name).is_file()]
     raise FileNotFoundError(
-        f"{release.title} not found: {root / release.folder} lacks {', '.join(missing)}. "
-        f"Pass download=True (needs torchvision) to fetch it into {root}, or download {release.url} "
-        f"and extract it there."
+        f"{release.title} not found: {root / release.folder} lacks {', '.join(missing_files(release, root))}. "
+        f"Run `workbench data prepare {release.name}` or pass download=True (needs torchvision) to fetch it into "
+        f"{root}; {manual_steps(release, root)}"
+    )
+
+
+def release_directory(release: CifarRelease, root: Path) -> Path | None:
+    """``root/folder`` or ``root`` itself, whichever holds all of ``release``'s files; None when neither does."""
+    for directory in (root / release.folder, root):
+        if all((directory / name).is_file() for name in release.files):
+            return directory
+    return None
+
+
+def missing_files(release: CifarRelease, root: Path) -> list[str]:
+    """The files of ``release`` that ``root/folder`` lacks."""
+    return [name for name in release.files if not (root / release.folder / name).is_file()]
+
+
+def manual_steps(release: CifarRelease, root: Path) -> str:
+    """How to put ``release`` under ``root`` by hand (what an offline machine needs), as one sentence."""
+    return (
+        f"by hand (e.g. offline): download {release.url} (md5 {release.md5}) on a machine with internet, copy "
+        f"{release.archive} to {root} and extract it there (tar -xzf {root / release.archive} -C {root}), which "
+        f"gives {root / release.folder}/ with {', '.join(release.files)}; or copy an extracted {release.folder}/ "
+        f"folder into {root}"
     )
 
 
 def _load_cifar(
-    name: str,
     release: CifarRelease,
     root: Path,
     download: bool,
@@ -140,7 +171,7 @@ def _load_cifar(
     class_names = tuple(_unpickle(directory / release.meta_file)[names_key])
     kept = "all" if subset is None else f"first {subset} of"
     return standardized_splits(
-        name,
+        release.name,
         (_to_unit_floats(train_images), torch.from_numpy(train_labels)),
         (_to_unit_floats(test_images), torch.from_numpy(test_labels)),
         class_names=class_names,
@@ -178,11 +209,18 @@ def _to_unit_floats(rows: np.ndarray) -> torch.Tensor:
 
 
 def _download(release: CifarRelease, root: Path) -> None:
+    """Fetch and extract ``release`` into ``root`` through torchvision (which checks the md5)."""
     try:
         from torchvision.datasets.utils import download_and_extract_archive
     except ImportError as error:
         raise ImportError(
-            f"download=True needs torchvision to fetch {release.title}: pip install torchvision "
-            f"(or download {release.url} yourself and extract it into {root})"
+            f"downloading {release.title} needs torchvision, which is not installed (pip install torchvision); "
+            f"without it, put the files in place {manual_steps(release, root)}"
         ) from error
-    download_and_extract_archive(release.url, str(root), md5=release.md5)
+    try:
+        download_and_extract_archive(release.url, str(root), md5=release.md5)
+    except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a bad checksum, a full disk
+        raise OSError(
+            f"could not download {release.title} from {release.url} into {root} ({error}); put the files in place "
+            f"{manual_steps(release, root)}"
+        ) from error

@@ -21,6 +21,8 @@ from workbench._checks import check_int
 from workbench.datasets.splits import DatasetSplits, check_test_fraction, standardized_splits, stratified_split
 
 NUM_CLASSES = 10
+CACHE_FOLDER = "mnist1d"  # under the data root
+CACHE_FILE_MODE = 0o644  # owner writes, everyone reads (as a file created with the usual umask 022)
 
 
 def load_mnist1d(
@@ -65,14 +67,18 @@ def load_mnist1d(
 
 def cached_samples(root: Path, num_samples: int, generation_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 40)`` float32 sequences and ``(N,)`` int64 labels, read from the cache or generated and cached."""
-    version = _mnist1d_version()
-    path = root / "mnist1d" / f"mnist1d_n{num_samples}_seed{generation_seed}_v{version}.npz"
+    path = cache_path(root, num_samples, generation_seed)
     if path.exists():
         with np.load(path) as stored:
             return stored["inputs"], stored["targets"]
     inputs, targets, args = generate_samples(num_samples, generation_seed)
     _write_atomically(path, inputs=inputs, targets=targets, args=np.array(json.dumps(args)))
     return inputs, targets
+
+
+def cache_path(root: Path, num_samples: int, generation_seed: int) -> Path:
+    """The cache file of one generation under ``root/mnist1d/`` (its name holds the installed mnist1d version)."""
+    return root / CACHE_FOLDER / f"mnist1d_n{num_samples}_seed{generation_seed}_v{_mnist1d_version()}.npz"
 
 
 def generate_samples(num_samples: int, generation_seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -109,6 +115,7 @@ def _write_atomically(path: Path, **arrays: np.ndarray) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
             temporary = Path(handle.name)
             np.savez(handle, **arrays)
+        os.chmod(temporary, CACHE_FILE_MODE)  # a temporary file is private; others sharing the data root read it
         os.replace(temporary, path)
     except OSError as error:
         if temporary is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from workbench._checks import check_bool, check_choice, check_int
@@ -13,6 +12,7 @@ from workbench._options import check_options, option_defaults
 from workbench.datasets.cifar import load_cifar10, load_cifar100
 from workbench.datasets.digits import load_digits
 from workbench.datasets.mnist1d import load_mnist1d
+from workbench.datasets.root import resolve_data_root
 from workbench.datasets.splits import DatasetSplits
 from workbench.datasets.toy import load_blobs, load_moons, load_spirals
 
@@ -28,12 +28,6 @@ _LOADERS: dict[str, Callable[..., DatasetSplits]] = {
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 _SHARED_ARGS = ("root", "download", "seed")
 _MAX_SEED = 2**32 - 1  # numpy's legacy RandomState (used by scikit-learn's generators) takes seeds below 2**32
-DATA_ROOT_VARIABLE = "WORKBENCH_DATA"
-
-
-def default_root() -> Path:
-    """``$WORKBENCH_DATA`` if set, else ``~/.cache/workbench``: where datasets and caches live by default."""
-    return Path(os.environ.get(DATA_ROOT_VARIABLE, "~/.cache/workbench")).expanduser()
 
 
 def dataset_options(name: str) -> dict[str, Any]:
@@ -66,7 +60,8 @@ def load_dataset(
             ``"digits"`` (UCI 8×8, ``(1, 8, 8)`` or ``(64,)``), ``"mnist1d"`` (``(1, 40)``), ``"cifar10"``,
             ``"cifar100"`` (``(3, 32, 32)``).
         root: data directory: where CIFAR lives or is downloaded to, and where MNIST-1D is cached;
-            ``None``: ``default_root()``.
+            ``None``: ``$WORKBENCH_DATA``, else the checkout's ``data/``, else ``~/.cache/workbench``
+            (``workbench.datasets.root.resolve_data_root``).
         download: allow downloading a missing CIFAR release (needs torchvision); the other sets never download.
         seed: seed of the generated points and of the train/test split, in [0, 2**32 - 1]; the same seed gives
             identical tensors. CIFAR keeps its official split and ignores it.
@@ -82,9 +77,7 @@ def load_dataset(
     check_options(f"dataset {name!r}", options, allowed)
     check_bool("download", download)
     check_int("seed", seed, minimum=0, maximum=_MAX_SEED)
-    if root is not None and not isinstance(root, str | os.PathLike):
-        raise ValueError(f"root must be a directory path (str or os.PathLike) or None, got {root!r}")
     loader = _LOADERS[name]
-    shared = {"root": default_root() if root is None else Path(root).expanduser(), "download": download, "seed": seed}
+    shared = {"root": resolve_data_root(root).path, "download": download, "seed": seed}
     accepted = inspect.signature(loader).parameters
     return loader(**{key: value for key, value in shared.items() if key in accepted}, **options)
