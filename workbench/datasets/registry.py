@@ -14,6 +14,7 @@ from workbench.datasets.digits import load_digits
 from workbench.datasets.mnist1d import load_mnist1d
 from workbench.datasets.root import resolve_data_root
 from workbench.datasets.splits import DatasetSplits
+from workbench.datasets.text import load_python_source
 from workbench.datasets.toy import load_blobs, load_moons, load_spirals
 
 _LOADERS: dict[str, Callable[..., DatasetSplits]] = {
@@ -24,6 +25,7 @@ _LOADERS: dict[str, Callable[..., DatasetSplits]] = {
     "mnist1d": load_mnist1d,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
+    "pysource": load_python_source,
 }
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 _SHARED_ARGS = ("root", "download", "seed")

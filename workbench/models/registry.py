@@ -14,6 +14,7 @@ from workbench._options import check_options, option_defaults
 from workbench.models.cnn import build_cnn
 from workbench.models.mlp import build_mlp
 from workbench.models.resnet import build_resnet18
+from workbench.models.transformer import build_transformer
 from workbench.models.wideresnet import build_wideresnet
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -21,6 +22,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "cnn": build_cnn,
     "resnet18": build_resnet18,
     "wideresnet": build_wideresnet,
+    "transformer": build_transformer,
 }
 MODELS: tuple[str, ...] = tuple(_BUILDERS)
 _SHARED_ARGS = ("input_shape", "num_classes")
