@@ -2,6 +2,7 @@
 and the measurements the explorers show. ``workbench.ui`` wires these to widgets; notebooks run headless and
 scripts can use them directly."""
 
+from workbench.live.custom import CustomSetup
 from workbench.live.live_run import LiveRun, run_label
 from workbench.live.measure import Spectrum, landscape_directions, measure_spectrum
 from workbench.live.snapshot import ModelSnapshot, load_snapshot, snapshot_of
@@ -10,6 +11,7 @@ from workbench.live.trajectory import Trajectory, TrajectoryRecorder
 
 __all__ = [
     "BackgroundTask",
+    "CustomSetup",
     "LiveRun",
     "ModelSnapshot",
     "Spectrum",

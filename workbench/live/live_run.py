@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.datasets import DatasetSplits
+from workbench.live.custom import CustomSetup
 from workbench.live.snapshot import ModelSnapshot, open_checkpoint, snapshot_of_trainer
 from workbench.live.trajectory import Trajectory, TrajectoryRecorder
 from workbench.optim import optimizer_entry
@@ -74,6 +75,8 @@ class LiveRun:
     Args:
         source: a ``TrainConfig`` (a fresh run) or a ``Trainer`` that has not started (e.g. from a checkpoint).
         data: the loaded dataset of the config (saves reloading it for every run).
+        setup: your own model, data and loss (``CustomSetup``) instead of the config's named ones; every run,
+            resets included, starts from the model's initial weights.
         run_dir: directory the Trainer writes to as it goes (config, history, checkpoint, summary), plus the
             trajectory; None keeps everything in memory until ``save``.
         label: the run's name on charts (default: ``run_label(config)``).
@@ -91,6 +94,7 @@ class LiveRun:
         source: TrainConfig | Trainer,
         *,
         data: DatasetSplits | None = None,
+        setup: CustomSetup | None = None,
         run_dir: str | Path | None = None,
         label: str | None = None,
         callbacks: Iterable[Callback] = (),
@@ -103,13 +107,14 @@ class LiveRun:
         self._trajectory_every = trajectory_every
         self._trajectory_bytes = trajectory_bytes
         self._label = label
+        self.setup = setup
         self._lock = threading.RLock()
         if isinstance(source, Trainer):
             if source.status != "ready":
                 raise ValueError(f"the Trainer must not have run yet (status 'ready'), got status {source.status!r}")
             trainer = source
         else:
-            trainer = Trainer(source, run_dir=self.run_dir, data=data)
+            trainer = self._trainer(source, data)
         self._adopt(trainer, trajectory)
 
     # -- construction ----------------------------------------------------------------------------------------------
@@ -134,17 +139,20 @@ class LiveRun:
         path: str | Path,
         *,
         data: DatasetSplits | None = None,
+        setup: CustomSetup | None = None,
         callbacks: Iterable[Callback] = (),
         label: str | None = None,
     ) -> LiveRun:
-        """Reopen a saved run (a run directory with checkpoint.pt, or the checkpoint file) to inspect or continue it.
+        """Reopen a saved run (a run directory with checkpoint.pt, or the checkpoint file) to inspect or continue it;
+        a run of your own model and data needs its ``setup`` again.
 
         Raises:
             ValueError: when ``path`` holds no checkpoint.
         """
-        trainer, trajectory = open_checkpoint(path, data=data)
+        own = {} if setup is None else setup.trainer_arguments()
+        trainer, trajectory = open_checkpoint(path, data=data, **own)
         name = (Path(path) if Path(path).is_dir() else Path(path).parent).name
-        return cls(trainer, callbacks=callbacks, label=label or name, trajectory=trajectory)
+        return cls(trainer, setup=setup, callbacks=callbacks, label=label or name, trajectory=trajectory)
 
     # -- state ------------------------------------------------------------------------------------------------------
 
@@ -248,9 +256,12 @@ class LiveRun:
             old.config.seed,
         )
         self._label = label
-        trainer = Trainer(config, run_dir=self.run_dir, data=old.data if same_data else None)
-        self._adopt(trainer, None)
+        self._adopt(self._trainer(config, old.data if same_data else None), None)
         return self
+
+    def _trainer(self, config: TrainConfig, data: DatasetSplits | None) -> Trainer:
+        own = {} if self.setup is None else self.setup.trainer_arguments()
+        return Trainer(config, run_dir=self.run_dir, data=data, **own)
 
     # -- work between steps ---------------------------------------------------------------------------------------
 

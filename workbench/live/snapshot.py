@@ -67,18 +67,22 @@ def snapshot_of_trainer(trainer: Trainer, *, label: str, trajectory: Trajectory 
     return ModelSnapshot(model, trainer.inputs.probe_batch, label, trainer.step, trainer.loss_fn, trajectory)
 
 
-def open_checkpoint(path: str | Path, *, data: DatasetSplits | None = None) -> tuple[Trainer, Trajectory | None]:
+def open_checkpoint(
+    path: str | Path, *, data: DatasetSplits | None = None, **own: Any
+) -> tuple[Trainer, Trajectory | None]:
     """A Trainer restored from a saved run, ready to continue, and the run's trajectory if it was saved.
 
     Args:
         path: a run directory holding checkpoint.pt (and maybe trajectory.pt), or a checkpoint file.
         data: the run's dataset when it is already in memory (saves reloading it).
+        own: a run of your own model and data needs them again (``model=``, ``train_data=``, ... as for
+            ``Trainer``).
 
     Raises:
         ValueError: when ``path`` is neither.
     """
     folder, checkpoint = RunFolder.of_checkpoint(path)
-    trainer = Trainer.from_checkpoint(checkpoint, data=data)
+    trainer = Trainer.from_checkpoint(checkpoint, data=data, **own)
     return trainer, Trajectory.load(folder.trajectory) if folder.trajectory.is_file() else None
 
 

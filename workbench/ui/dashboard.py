@@ -15,20 +15,24 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 
 from workbench.datasets import DATASETS, DatasetSplits, load_dataset
+from workbench.live.custom import CustomSetup
 from workbench.live.live_run import LiveRun, run_label
 from workbench.live.snapshot import ModelSnapshot
+from workbench.losses import BatchLoss, ModelLoss
 from workbench.models import MODELS
 from workbench.optim import OPTIMIZERS, optimizer_entry
 from workbench.train import TrainConfig, TrainEvent
+from workbench.train.evaluate import Metrics
 from workbench.train.run_folder import RunFolder
 from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
@@ -41,6 +45,7 @@ _HIDDEN = widgets.Layout(width="190px", visibility="hidden")
 _BUTTON = widgets.Layout(width="110px")
 _SETTINGS = ("dataset", "model", "optimizer", "seed", "lr", "rho", "alpha", "freq", "epochs", "steps", "probe_every")
 _SHARPNESS = ("rho", "alpha", "freq")
+_CUSTOMIZABLE = ("dataset", "model")  # hidden when the user brings their own
 _STATE_EVENTS = ("pause", "resume", "end", "error")
 
 
@@ -67,10 +72,16 @@ class TrainingDashboard(Panel):
         config: TrainConfig,
         *,
         runs_dir: str | Path | None = None,
+        setup: CustomSetup | None = None,
         max_points: int = DEFAULT_MAX_POINTS,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         budget: float = DEFAULT_BUDGET,
     ) -> None:
+        self.setup = setup
+        if setup is not None and setup.train_data is not None:
+            config = config.replace(dataset=None, dataset_options={})
+        if setup is not None and setup.model is not None:
+            config = config.replace(model=None, model_options={})
         self.base = config
         self.runs_dir = None if runs_dir is None else Path(runs_dir)
         self.charts = LiveCharts(
@@ -112,6 +123,9 @@ class TrainingDashboard(Panel):
         for name, action in actions.items():
             self.buttons[name].on_click(lambda _button, action=action: self._guarded(action))
         self.controls["optimizer"].observe(self._optimizer_changed, names="value")
+        for name in _CUSTOMIZABLE:  # brought by the user: no choice to offer
+            if getattr(config, name) is None:
+                self.controls[name].layout = widgets.Layout(display="none")
         self.show_config(config)
         self.widget = widgets.VBox(
             [
@@ -154,6 +168,8 @@ class TrainingDashboard(Panel):
         defaults = optimizer_entry(config.optimizer).defaults()
         for name in _SETTINGS:
             value = getattr(config, name)
+            if name in _CUSTOMIZABLE and value is None:
+                continue
             if name in _SHARPNESS:
                 value = defaults.get(name, 0) if value is None else value
             elif name in ("steps", "probe_every"):
@@ -177,6 +193,9 @@ class TrainingDashboard(Panel):
             ValueError: naming the setting and its allowed values.
         """
         values = {name: self.controls[name].value for name in _SETTINGS}
+        for name in _CUSTOMIZABLE:
+            if getattr(self.base, name) is None:
+                values[name] = None
         defaults = optimizer_entry(values["optimizer"]).defaults()
         for name in _SHARPNESS:
             if name not in defaults or values[name] == defaults[name]:
@@ -221,7 +240,12 @@ class TrainingDashboard(Panel):
             label = self._unique_label(run_label(config))
             run_dir = None if self.runs_dir is None else self.runs_dir / f"run-{self._runs_started:03d}"
             self.run = LiveRun(
-                config, data=self._dataset(config), run_dir=run_dir, label=label, callbacks=[self._on_event]
+                config,
+                data=self._dataset(config),
+                setup=self.setup,
+                run_dir=run_dir,
+                label=label,
+                callbacks=[self._on_event],
             )
             self.charts.follow(self.run.label, self.run.history)
         self.run.start()
@@ -284,7 +308,8 @@ class TrainingDashboard(Panel):
                     f"run {self.run.label!r} is {self.run.status}; stop or reset it before opening another"
                 )
             self._put_aside()
-            run = LiveRun.open(path, callbacks=[self._on_event], label=self._unique_label(path.name))
+            label = self._unique_label(path.name)
+            run = LiveRun.open(path, setup=self.setup, callbacks=[self._on_event], label=label)
             self.base = run.config
             self.show_config(run.config)
             self.run = run
@@ -362,7 +387,9 @@ class TrainingDashboard(Panel):
             unique = f"{label} #{copy}"
         return unique
 
-    def _dataset(self, config: TrainConfig) -> DatasetSplits:
+    def _dataset(self, config: TrainConfig) -> DatasetSplits | None:
+        if config.dataset is None:  # the user's own data
+            return None
         key = json.dumps([config.dataset, config.dataset_options, config.seed], sort_keys=True, default=str)
         if key not in self._data:
             self._data[key] = load_dataset(config.dataset, seed=config.seed, **config.dataset_options)
@@ -416,17 +443,34 @@ class TrainingDashboard(Panel):
 
 
 def training_dashboard(
-    config: TrainConfig | None = None, *, runs_dir: str | Path | None = None, **settings: Any
+    config: TrainConfig | None = None,
+    *,
+    runs_dir: str | Path | None = None,
+    model: torch.nn.Module | None = None,
+    train_data: Iterable[Any] | None = None,
+    test_data: Iterable[Any] | None = None,
+    loss_fn: ModelLoss | BatchLoss | None = None,
+    metrics_fn: Metrics | None = None,
+    probe_data: Any = None,
+    **settings: Any,
 ) -> TrainingDashboard:
-    """The training dashboard in one line: ``training_dashboard(optimizer="sam", lr=0.05)``.
+    """The training dashboard in one line: ``training_dashboard(optimizer="sam", lr=0.05)``, or on your own model
+    and data: ``training_dashboard(model=net, train_data=loader, test_data=test_loader, loss_fn=my_loss)``.
 
     Args:
         config: a base ``TrainConfig`` (default: ``TrainConfig()``, MNIST-1D with the 1-D CNN).
         runs_dir: directory each run writes its run directory into as it trains (default: none, save by hand).
+        model, train_data, test_data, loss_fn, metrics_fn, probe_data: your own, as for ``Trainer``; every run
+            starts from ``model``'s weights as they are now (the model itself is never trained).
         **settings: any ``TrainConfig`` field, overriding ``config``.
 
     Raises:
         ValueError: for an unknown field or a bad value, naming it.
     """
     base = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **settings})
-    return TrainingDashboard(base, runs_dir=runs_dir)
+    own = {"model": model, "train_data": train_data, "test_data": test_data, "loss_fn": loss_fn,
+           "metrics_fn": metrics_fn, "probe_data": probe_data}  # fmt: skip
+    setup = None if model is None and train_data is None else CustomSetup(**own)
+    if setup is None and any(value is not None for value in own.values()):
+        raise ValueError("test_data, loss_fn, metrics_fn and probe_data go with your own model= or train_data=")
+    return TrainingDashboard(base, runs_dir=runs_dir, setup=setup)
