@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PLOTLY = "application/vnd.plotly.v1+json"
 # Static figures each notebook must leave when run headless (01 belongs to another part: it is run if present).
-EXPECTED_FIGURES = {"02_live_training": 1, "03_hessian_spectrum": 1, "04_loss_landscape": 5}
+EXPECTED_FIGURES = {"02_live_training": 1, "03_hessian_spectrum": 1, "04_loss_landscape": 5, "06_your_model": 3}
 
 
 def test_the_ui_notebooks_are_present():
