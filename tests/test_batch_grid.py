@@ -70,8 +70,19 @@ def test_the_gpu_grid_is_rejected_up_front_without_cuda():
     if cuda:
         assert load_grid(path).runs
     else:
-        with pytest.raises(ValueError, match="no CUDA device is available"):
+        with pytest.raises(ValueError, match=r"asks for CUDA .* has none; .*cifar10_resnet18.yaml --preview"):
             load_grid(path)
+
+
+def test_the_gpu_grid_has_a_shortened_cpu_preview():
+    grid = load_grid(REPO / "grids" / "cifar10_resnet18.yaml", preview=True)
+    assert [run.variant for run in grid.runs] == ["sgd", "sam", "asam", "eigensam", "xsam"]
+    for run in grid.runs:
+        assert run.options["device"] == "cpu" and run.axes == {"seed": 0} and run.options["epochs"] == 1
+        assert run.options["dataset_options"] == {"augment": True, "subset": 2000}
+    assert grid.runs[3].options["freq"] == 100  # the variants' own options stay
+    with pytest.raises(ValueError, match="--preview needs a 'preview' section"):
+        load_grid(REPO / "grids" / "quick.yaml", preview=True)
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,11 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--threads-per-run", type=int, default=1, help="OMP_NUM_THREADS of each run's kernel (default 1)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and their state; execute nothing")
+    run.add_argument(
+        "--preview",
+        action="store_true",
+        help="run the grid's shortened version (its 'preview' section, e.g. on a CPU) into runs/<grid>-preview",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--data-dir", type=Path, metavar="DIR", help=f"{DATA_DIR_HELP}; every run reads and caches its data there"
@@ -259,8 +264,8 @@ def _batch_run_command(args: argparse.Namespace) -> int:
     from workbench.batch import load_grid, run_batch
     from workbench.batch.records import run_state
 
-    grid = load_grid(args.grid)
-    output = args.output or Path("runs") / args.grid.stem
+    grid = load_grid(args.grid, preview=args.preview)
+    output = args.output or Path("runs") / (args.grid.stem + ("-preview" if args.preview else ""))
     if args.dry_run:
         for run in grid.runs:
             print(f"{run_state(output / run.name):10s} {run.name}")

@@ -12,6 +12,10 @@ Schema (every key but ``notebook`` is optional; at least one run must result)::
       eigensam: {optimizer: eigensam, rho: 0.05, alpha: 0.2, freq: 10}
     grid:                 # axes: option → list of values, crossed with each other and with the variants
       seed: [0, 1, 2, 3, 4]
+    preview:              # optional: a shortened version (`batch run --preview`), e.g. for a machine without a GPU
+      device: cpu         # options overriding base (and the variants); a list for a grid axis replaces its values
+      epochs: 1
+      seed: [0]
 
 A run's options are ``base``, then its variant's options, then its grid values (an option may not be set by both
 a variant and a grid axis). Runs are ordered with the first grid axis varying slowest and the variants fastest,
@@ -42,7 +46,7 @@ from workbench.devices import resolve_device
 from workbench.models import MODELS, model_options
 from workbench.train import TrainConfig
 
-GRID_KEYS = ("notebook", "description", "base", "variants", "grid")
+GRID_KEYS = ("notebook", "description", "base", "variants", "grid", "preview")
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 RUN_DIR_PARAMETER = "run_dir"  # the notebook parameter that receives the run's folder
 SEED_AXIS = "seed"  # runs that differ only in this option are repeats of one setting
@@ -90,8 +94,9 @@ class Grid:
     path: Path | None = None
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid file (YAML); see the module docstring for the schema.
+def load_grid(path: str | Path, *, preview: bool = False) -> Grid:
+    """Read and validate a grid file (YAML); see the module docstring for the schema. ``preview`` applies the
+    file's ``preview`` section (its shortened version).
 
     Raises:
         ValueError: naming the file, the offending key or run, and what is allowed; before anything runs.
@@ -103,19 +108,23 @@ def load_grid(path: str | Path) -> Grid:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ValueError(f"grid file {path} is not valid YAML: {error}") from None
-    return dataclasses.replace(parse_grid(values, root=path.parent, source=str(path)), path=path)
+    return dataclasses.replace(parse_grid(values, root=path.parent, source=str(path), preview=preview), path=path)
 
 
-def parse_grid(values: Any, *, root: str | Path, source: str = "grid") -> Grid:
+def parse_grid(values: Any, *, root: str | Path, source: str = "grid", preview: bool = False) -> Grid:
     """Validate a grid given as plain values (what a YAML grid file holds).
 
     Args:
         values: mapping with the keys of ``GRID_KEYS``.
         root: directory a relative ``notebook`` path is resolved against.
         source: name used in error messages (the file's path).
+        preview: apply the ``preview`` section: its options override ``base`` and the variants' (a list for a grid
+            axis replaces that axis).
 
     Raises:
-        ValueError: for an unknown key, a wrong type, an empty grid, an invalid run or a missing notebook.
+        ValueError: for an unknown key, a wrong type, an empty grid, an invalid run, a missing notebook, CUDA
+            asked for on a machine without it (naming ``--preview`` when the grid has one), or ``preview``
+            without a preview section.
     """
     if not isinstance(values, dict):
         raise ValueError(f"{source}: a grid file holds a mapping with keys {', '.join(GRID_KEYS)}; got {values!r}")
@@ -137,9 +146,30 @@ def parse_grid(values: Any, *, root: str | Path, source: str = "grid") -> Grid:
         clash = sorted(set(options) & set(axes))
         if clash:
             raise ValueError(f"{source}: variant {label!r} and the grid both set {', '.join(clash)}; set it in one")
+    shortened = _options(values.get("preview"), f"{source}: preview")
+    if preview:
+        if "preview" not in values:
+            raise ValueError(f"{source}: --preview needs a 'preview' section (options of the shortened version)")
+        axes |= {key: value for key, value in shortened.items() if key in axes}
+        base |= {key: value for key, value in shortened.items() if key not in axes}
+        variants = {label: {k: v for k, v in options.items() if k not in base} for label, options in variants.items()}
+    elif "preview" in values:
+        _check_cuda(base, variants, source)
     runs = _expand(base, variants, axes, source)
     _check_notebook_parameters(notebook, {key for run in runs for key in run.options}, source)
     return Grid(notebook, description, runs)
+
+
+def _check_cuda(base: dict[str, Any], variants: dict[str, dict[str, Any]], source: str) -> None:
+    """A grid that asks for CUDA on a machine without it, and has a preview: say how to run that instead."""
+    import torch
+
+    devices = {str(options.get("device", base.get("device", "auto"))) for options in [base, *variants.values()]}
+    if any(device.startswith("cuda") for device in devices) and not torch.cuda.is_available():
+        raise ValueError(
+            f"{source} asks for CUDA (device: cuda) and this machine has none; run its shortened CPU version with "
+            f"`workbench batch run {source} --preview` (the grid's 'preview' settings)"
+        )
 
 
 def _notebook_path(value: Any, root: Path, source: str) -> Path:

@@ -49,6 +49,7 @@ def top_eigenpairs(
     init: torch.Tensor | None = None,
     method: str = "lanczos",
     seed: int = 0,
+    basis_device: str | torch.device | None = None,
 ) -> EigenResult:
     """The k largest eigenvalues of ``op`` and their unit eigenvectors.
 
@@ -63,6 +64,9 @@ def top_eigenpairs(
         method: ``"lanczos"`` (algebraically largest eigenvalues) or ``"power"`` (subspace iteration with
             Rayleigh–Ritz; largest in magnitude, as PyHessian computes).
         seed: seed of the random start vector when ``init`` is not given.
+        basis_device: where Lanczos keeps its basis of ``max(2k + 1, 20)`` parameter-sized vectors (default: the
+            operator's device). ``"cpu"`` keeps it off an accelerator, whose memory then holds only the products
+            (each step moves one vector each way).
 
     Raises:
         ValueError: for k outside [1, n], a bad tol/max_iter/method, or an ``init`` of the wrong size.
@@ -75,8 +79,11 @@ def top_eigenpairs(
     max_iter = check_int("max_iter", max_iter, minimum=1)
     check_choice("method", method, EIGEN_METHODS)
     start = _start_block(op, init, k if method == "power" else 1, seed)
-    solver = _lanczos if method == "lanczos" else _subspace_iteration
-    result = solver(op, k, tol, max_iter, start)
+    if method == "lanczos":
+        storage = op.device if basis_device is None else torch.device(basis_device)
+        result = _lanczos(op, k, tol, max_iter, start, storage)
+    else:
+        result = _subspace_iteration(op, k, tol, max_iter, start)
     if not result.converged:
         warnings.warn(
             f"top_eigenpairs({method}) stopped at max_iter={max_iter} before reaching tol={tol:g}; "
@@ -137,19 +144,23 @@ def _start_block(op: SymmetricOperator, init: torch.Tensor | None, rows: int, se
     return block.to(device=op.device, dtype=op.dtype)
 
 
-def _lanczos(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: torch.Tensor) -> EigenResult:
+def _lanczos(
+    op: SymmetricOperator, k: int, tol: float, max_iter: int, start: torch.Tensor, storage: torch.device
+) -> EigenResult:
+    """Thick-restart Lanczos; the basis lives on ``storage``. Memory beyond the basis: a few parameter-sized
+    vectors (the restart rotates the basis in place, a slice of parameters at a time)."""
     n = op.num_params
     size_limit = min(n, max(2 * k + 1, 20))
     keep = min(size_limit - 1, k + (size_limit - k) // 2)
-    basis = torch.empty(size_limit, n, device=op.device, dtype=op.dtype)
+    basis = torch.empty(size_limit, n, device=storage, dtype=op.dtype)
     projected = torch.zeros(size_limit, size_limit, dtype=torch.float64)
-    basis[0] = start[0]
+    basis[0] = start[0].to(storage)
     size = 1
     generator = torch.Generator().manual_seed(12345)
     hvps = 0
     while True:
         current = basis[:size]
-        product = op.batched_matvec(basis[size - 1 : size])[0]
+        product = op.batched_matvec(basis[size - 1 : size].to(op.device))[0].to(storage)
         hvps += 1
         coefficients = current @ product
         product = product - coefficients @ current
@@ -167,12 +178,12 @@ def _lanczos(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: to
         scale = theta[:found].abs().clamp_min(torch.finfo(torch.float64).tiny)
         converged = found == k and bool((residuals[:k] <= tol * scale).all())
         if converged or hvps >= max_iter or (size == n and found == k):
-            ritz = (vectors[:, :k].T.to(device=op.device, dtype=op.dtype)) @ current
+            ritz = ((vectors[:, :k].T.to(device=storage, dtype=op.dtype)) @ current).to(op.device)
             ritz = ritz / ritz.norm(dim=1, keepdim=True)
             return EigenResult(theta[:k].clone(), ritz, residuals[:k].clone(), hvps, converged or size == n, "lanczos")
         breakdown = beta <= 1e-12 * max(1.0, float(theta.abs().max()))
         if breakdown:  # an invariant subspace: continue from a fresh direction orthogonal to it
-            product = torch.randn(n, generator=generator, dtype=torch.float64).to(device=op.device, dtype=op.dtype)
+            product = torch.randn(n, generator=generator, dtype=torch.float64).to(device=storage, dtype=op.dtype)
             for _ in range(2):
                 product = product - (current @ product) @ current
             beta = float(product.norm())
@@ -181,12 +192,24 @@ def _lanczos(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: to
             size += 1
             continue
         # thick restart: keep the best `keep` Ritz vectors, then continue with the residual direction
-        kept = (vectors[:, :keep].T.to(device=op.device, dtype=op.dtype)) @ current
-        basis[:keep] = kept
+        _rotate_in_place(basis, vectors[:, :keep].T.to(device=storage, dtype=op.dtype))
         basis[keep] = product / beta
         projected.zero_()
         projected[:keep, :keep] = torch.diag(theta[:keep])
         size = keep + 1
+
+
+#: Parameters per slice when the restart rotates the basis: bounds its temporary to rows × this many values.
+_ROTATION_SLICE = 1 << 20
+
+
+def _rotate_in_place(basis: torch.Tensor, rotation: torch.Tensor) -> None:
+    """``basis[:r] = rotation @ basis[:m]`` for ``rotation`` ``(r, m)``, r ≤ m, one slice of columns at a time, so
+    the temporary is ``r × _ROTATION_SLICE`` values instead of r parameter-sized vectors."""
+    rows, used = rotation.shape
+    for start in range(0, basis.shape[1], _ROTATION_SLICE):
+        columns = slice(start, start + _ROTATION_SLICE)
+        basis[:rows, columns] = rotation @ basis[:used, columns]
 
 
 def _subspace_iteration(op: SymmetricOperator, k: int, tol: float, max_iter: int, start: torch.Tensor) -> EigenResult:
