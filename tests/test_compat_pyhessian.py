@@ -105,12 +105,15 @@ def test_density_works_where_pyhessians_raises_on_pytorch_2(fresh_problem):
     for run_nodes, run_weights in zip(nodes, weights, strict=True):
         assert len(run_nodes) == len(run_weights) == 40
         assert all(isinstance(value, float) for value in run_nodes + run_weights)
-        assert math.isclose(sum(run_weights), 1.0, rel_tol=1e-12) and min(run_weights) > 0
+        assert math.isclose(sum(run_weights), 1.0, rel_tol=1e-12) and min(run_weights) >= 0
         # Ritz values lie inside the spectrum, and 40 Lanczos steps resolve its top exactly
         assert exact[-1] - 1e-9 <= min(run_nodes) and max(run_nodes) <= exact[0] + 1e-9
         assert max(run_nodes) == pytest.approx(exact[0], abs=1e-8)
-    default_nodes, _ = ours.density()  # PyHessian's defaults: one run of 100 steps
-    assert len(default_nodes) == 1 and len(default_nodes[0]) == 100
+    default_nodes, default_weights = ours.density()  # PyHessian's defaults: one run of 100 steps
+    assert np.array(default_nodes).shape == np.array(default_weights).shape == (1, 100)  # as PyHessian's plots read
+    n = sum(p.numel() for p in fresh_problem.model.parameters())
+    long_nodes, long_weights = ours.density(iter=n + 10, n_v=2)  # capped at n steps, rectangular even if a run ends
+    assert np.array(long_nodes).shape == np.array(long_weights).shape == (2, n)
 
 
 def test_dataloader_gives_the_full_data_hessian():

@@ -140,9 +140,10 @@ class hessian:  # PyHessian's lower-case class name, kept so that only the impor
             n_v: number of runs (random start vectors), ≥ 1. All runs go through the model together.
 
         Returns:
-            ``(eigen_list_full, weight_list_full)`` as PyHessian returns them: per run, the quadrature nodes
-            (Ritz values, units of H's eigenvalues) and their weights (summing to 1), as lists of floats. A run
-            that reaches an invariant subspace early has fewer nodes (PyHessian pads with zeros). The start
+            ``(eigen_list_full, weight_list_full)`` as PyHessian returns them: per run, ``min(iter, n)`` quadrature
+            nodes (Ritz values, units of H's eigenvalues) and their weights (summing to 1), as lists of floats,
+            so ``np.array`` of either is ``(n_v, min(iter, n))``. A run that reaches an invariant subspace early
+            fills its remaining slots with node 0 and weight 0, which add nothing to a density. The start
             vectors are Gaussian (PyHessian's are Rademacher); both give unbiased estimates.
 
         Raises:
@@ -151,10 +152,7 @@ class hessian:  # PyHessian's lower-case class name, kept so that only the impor
         steps = check_int("iter", iter, minimum=1)
         runs = check_int("n_v", n_v, minimum=1)
         result = spectral_density(self.operator, num_runs=runs, lanczos_steps=steps, seed=_global_seed())
-        used = result.weights > 0  # the unused slots of a run that ended early hold weight 0
-        nodes = [row[mask].tolist() for row, mask in zip(result.nodes, used, strict=True)]
-        weights = [row[mask].tolist() for row, mask in zip(result.weights, used, strict=True)]
-        return nodes, weights
+        return result.nodes.tolist(), result.weights.tolist()
 
 
 def _device(cuda: bool) -> str:
