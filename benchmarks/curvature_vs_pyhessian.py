@@ -6,10 +6,15 @@ For a small CIFAR-shaped CNN (with BatchNorm) and an MLP on UCI digits, on the s
     method's accuracy knob; then, per method, the cheapest setting that reaches 1e-3 relative error, and
     the speed ratio against PyHessian at that equal accuracy;
   * trace: RMS relative error over seeds for Hutch++ and Hutchinson at growing HVP budgets, the budget each
-    needs for 1 % RMS error, and PyHessian's trace at its own stopping rule.
+    needs for 1 % RMS error, and PyHessian's trace at its own stopping rule;
+  * drop-in: the same calls at PyHessian's defaults (``eigenvalues()``, ``eigenvalues(top_n=5)``, ``trace()``,
+    ``density()``, and ``trace(maxIter=30)``, near PyHessian's own HVP count) through ``pyhessian.hessian`` and
+    ``workbench.compat.hessian``, interleaved over seeds: wall time (constructor included), HVPs and error
+    against the references above.
 
-Run:  python benchmarks/curvature_vs_pyhessian.py            (full, ~15-25 min on 2 CPU cores)
-      python benchmarks/curvature_vs_pyhessian.py --quick    (smaller sweeps, a few minutes)
+Run:  python benchmarks/curvature_vs_pyhessian.py                 (full, ~15-25 min on 2 CPU cores)
+      python benchmarks/curvature_vs_pyhessian.py --quick         (smaller sweeps, a few minutes)
+      python benchmarks/curvature_vs_pyhessian.py --dropin-only   (only the drop-in comparison)
 Peers: `pip install pyhessian==0.1 hessian-eigenthings curvlinops-for-pytorch` (curvlinops pulls
 torchvision: install it with --no-deps plus its own needs where that would replace a CPU torch build).
 """
@@ -32,6 +37,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.datasets import load_digits
 from torch import nn
 
+from workbench.compat import hessian as compat_hessian
 from workbench.curvature import HessianOperator, hessian_trace, top_eigenpairs
 
 TARGET_EIGEN_ERROR = 1e-3
@@ -304,10 +310,89 @@ def trace_study(case: Case, quick: bool) -> None:
             )
 
 
+DROPIN_CALLS: dict[str, Callable[[object], object]] = {
+    "eigenvalues()": lambda engine: engine.eigenvalues(),
+    "eigenvalues(top_n=5)": lambda engine: engine.eigenvalues(top_n=5),
+    "trace()": lambda engine: engine.trace(),
+    "trace(maxIter=30)": lambda engine: engine.trace(maxIter=30),  # about PyHessian's own count at its defaults
+    "density()": lambda engine: engine.density(),
+}
+
+
+@dataclass
+class DropinRun:
+    seconds: list[float]
+    hvps: list[int]
+    errors: list[float]
+    failure: str = ""
+
+
+def dropin_call(case: Case, library: str, call: str, seed: int) -> tuple[object, float, int]:
+    """One call as a PyHessian user makes it, constructor included: (result or the exception, seconds, HVPs)."""
+    torch.manual_seed(seed)
+    module = importlib.import_module("pyhessian.hessian")
+    counter = _CallCounter(module, "hessian_vector_product")
+    engine_class = module.hessian if library == "pyhessian" else compat_hessian
+    start = time.perf_counter()
+    engine = engine_class(case.model, F.cross_entropy, data=(case.inputs, case.targets), cuda=False)
+    try:
+        result: object = DROPIN_CALLS[call](engine)
+    except Exception as error:  # PyHessian's density() on PyTorch 2: reported, not fatal
+        result = error
+    seconds = time.perf_counter() - start
+    counter.restore()
+    case.model.zero_grad(set_to_none=True)  # PyHessian leaves graph-carrying .grad behind
+    return result, seconds, counter.calls if library == "pyhessian" else engine.operator.num_hvps
+
+
+def dropin_study(case: Case, quick: bool) -> None:
+    """The same calls at PyHessian's defaults through PyHessian and through workbench.compat.hessian.
+
+    Eigenvalue error: max relative error against the float64 reference (``reference_spectrum``); trace error:
+    RMS relative error over the seeds of the mean of the returned list against a long Hutch++ run.
+    """
+    if not peer_available("pyhessian"):
+        return
+    spectrum = reference_spectrum(case, 5)
+    op = HessianOperator(case.model, F.cross_entropy, (case.inputs, case.targets))
+    trace = hessian_trace(op, method="hutch++", num_samples=300 if quick else 900, seed=123)
+    print(f"  reference trace {trace.estimate:.4f} ± {trace.stderr:.4f} (Hutch++, {trace.num_hvps} HVPs)")
+    seeds = range(3 if quick else 5)
+    for call in DROPIN_CALLS:
+        runs = {library: DropinRun([], [], []) for library in ("pyhessian", "workbench.compat")}
+        for seed in seeds:
+            order = list(runs) if seed % 2 == 0 else list(reversed(runs))  # interleaved, alternating first
+            for library in order:
+                result, seconds, hvps = dropin_call(case, library, call, seed)
+                run = runs[library]
+                run.seconds.append(seconds)
+                run.hvps.append(hvps)
+                if isinstance(result, Exception):
+                    run.failure = f"raises {type(result).__name__}: {str(result).splitlines()[0][:60]}"
+                elif call.startswith("eigenvalues"):
+                    values = np.array(result[0])
+                    run.errors.append(relative_error(values, spectrum[: len(values)]))
+                elif call.startswith("trace"):
+                    run.errors.append((float(np.mean(result)) - trace.estimate) / trace.estimate)
+        print(f"  {call}:")
+        for library, run in runs.items():
+            timing = f"median {statistics.median(run.seconds):7.3f} s, {statistics.median(run.hvps):5.0f} HVPs"
+            if run.failure:
+                outcome = run.failure
+            elif call.startswith("trace"):
+                outcome = f"RMS rel err {math.sqrt(statistics.fmean(e * e for e in run.errors)):.4f}"
+            elif run.errors:
+                outcome = f"max rel err {max(run.errors):.1e}"
+            else:
+                outcome = "works"
+            print(f"    {library:17s} {timing}  {outcome}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sweeps and one repeat")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--dropin-only", action="store_true", help="only PyHessian vs workbench.compat.hessian")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
@@ -315,11 +400,14 @@ def main() -> None:
     for case in make_cases():
         n = sum(p.numel() for p in case.model.parameters())
         print(f"\n=== {case.name}: {n} parameters, batch {case.inputs.shape[0]} ===")
-        for k in (1, 5):
-            print(f"\n-- top-{k} eigenvalues --")
-            equal_accuracy_table(eigen_sweep(case, k, args.quick, repeats), f"{case.name}, top-{k}")
-        print("\n-- trace --")
-        trace_study(case, args.quick)
+        if not args.dropin_only:
+            for k in (1, 5):
+                print(f"\n-- top-{k} eigenvalues --")
+                equal_accuracy_table(eigen_sweep(case, k, args.quick, repeats), f"{case.name}, top-{k}")
+            print("\n-- trace --")
+            trace_study(case, args.quick)
+        print("\n-- drop-in: the same calls at PyHessian's defaults --")
+        dropin_study(case, args.quick)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ viz → ui / batch reports):
 - curvature: ``HessianOperator``, ``top_eigenpairs``, ``hessian_trace``, ``spectral_density``, ...
 - probes: angles, sharpness measures, loss-landscape directions and slices
 - optim: ``SAM``, ``ASAM``, ``EigenSAM``, ``XSAM``
+- compat: ``workbench.compat.hessian``, PyHessian's class on this engine (davda54/sam's usage is ``SAM``'s own)
 - datasets / models: ``load_dataset``, ``build_model``
 - losses: ``batch_loss`` marks a ``loss(model, batch)`` for batches of any structure
 - train: ``TrainConfig``, ``Trainer``

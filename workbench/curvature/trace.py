@@ -29,6 +29,8 @@ class TraceResult:
         num_hvps: Hessian-vector products used.
         method: ``"hutch++"`` or ``"hutchinson"``.
         exact_part: for Hutch++, tr(QᵀHQ) over the sketch (0 for Hutchinson).
+        samples: the per-probe estimates of tr(H), one per random probe, whose mean is ``estimate`` and whose
+            spread gives ``stderr``: zᵀHz for Hutchinson, tr(QᵀHQ) + zᵀ(I−QQᵀ)H(I−QQᵀ)z for Hutch++.
     """
 
     estimate: float
@@ -36,6 +38,7 @@ class TraceResult:
     num_hvps: int
     method: str
     exact_part: float = 0.0
+    samples: tuple[float, ...] = ()
 
 
 def hessian_trace(
@@ -61,7 +64,9 @@ def hessian_trace(
     if method == "hutchinson":
         probes = rademacher(num_samples, op.num_params, generator, like)
         samples = (probes * op.batched_matvec(probes)).sum(dim=1).double()
-        return TraceResult(float(samples.mean()), _stderr(samples), num_samples, method)
+        return TraceResult(
+            float(samples.mean()), _stderr(samples), num_samples, method, samples=tuple(samples.tolist())
+        )
     return _hutch_plus_plus(op, num_samples, generator, like)
 
 
@@ -75,7 +80,14 @@ def _hutch_plus_plus(op: SymmetricOperator, budget: int, generator: torch.Genera
     probes = rademacher(remainder_size, n, generator, like)
     deflated = probes - (probes @ basis.T) @ basis
     samples = (deflated * op.batched_matvec(deflated)).sum(dim=1).double()
-    return TraceResult(exact_part + float(samples.mean()), _stderr(samples), budget, "hutch++", exact_part)
+    return TraceResult(
+        exact_part + float(samples.mean()),
+        _stderr(samples),
+        budget,
+        "hutch++",
+        exact_part,
+        tuple((exact_part + samples).tolist()),
+    )
 
 
 def _stderr(samples: torch.Tensor) -> float:

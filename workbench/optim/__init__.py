@@ -1,10 +1,12 @@
 """Optimizers: SAM, ASAM, Eigen-SAM and X-SAM on one two-pass step with an eigen-tracker, the base optimizer alone
-behind the same interface (``PlainStep``), and the registry every consumer reads them from."""
+behind the same interface (``PlainStep``), the registry every consumer reads them from, and davda54/sam's BatchNorm
+helpers (``disable_running_stats`` / ``enable_running_stats``)."""
 
 from workbench.optim.eigen_sam import EigenSAM
 from workbench.optim.plain import PlainStep
 from workbench.optim.record import StepRecord
 from workbench.optim.registry import OPTIMIZER_NAMES, OPTIMIZERS, OptimizerEntry, optimizer_entry
+from workbench.optim.running_stats import disable_running_stats, enable_running_stats
 from workbench.optim.sam import ASAM, SAM
 from workbench.optim.sharpness_aware import SharpnessAware
 from workbench.optim.tracker import EigenTracker
@@ -24,5 +26,7 @@ __all__ = [
     "SharpnessAware",
     "StepRecord",
     "WrappedOptimizer",
+    "disable_running_stats",
+    "enable_running_stats",
     "optimizer_entry",
 ]

@@ -49,8 +49,9 @@ def asam_perturbation(
     rho: float | torch.Tensor,
     eta: float | torch.Tensor,
     adaptive: torch.Tensor | None = None,
+    norm_offset: float = 0.0,
 ) -> torch.Tensor:
-    """ASAM (Kwon et al., 2021): ε = ρ·T²g / ‖T g‖ with T = diag(|θ| + η), shape ``(n,)``.
+    """ASAM (Kwon et al., 2021): ε = ρ·T²g / (‖T g‖ + c) with T = diag(|θ| + η), shape ``(n,)``.
 
     Args:
         gradient: g at θ, ``(n,)``.
@@ -59,11 +60,14 @@ def asam_perturbation(
         eta: η ≥ 0, keeps weights at zero perturbable.
         adaptive: optional boolean mask ``(n,)``; coordinates where it is False use T = 1 (the published code
             scales only parameters named "weight", leaving biases at T = 1). ``None``: every coordinate scaled.
+        norm_offset: c ≥ 0 added to ‖T g‖ before dividing. 0 (default): ‖T⁻¹ε‖ = ρ exactly (a zero T g still
+            gives ε = 0); davda54/sam's element-wise ASAM uses η = 0 and c = 1e-12.
     """
     scale = weights.abs() + eta
     if adaptive is not None:
         scale = torch.where(adaptive, scale, torch.ones_like(scale))
-    return rho * scale * unit(scale * gradient)
+    scaled = scale * gradient
+    return rho * scale * (scaled / (scaled.norm() + norm_offset).clamp_min(torch.finfo(scaled.dtype).tiny))
 
 
 def eigen_sam_perturbation(

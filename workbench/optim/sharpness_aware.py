@@ -58,7 +58,8 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     ``freq`` sets the refresh period of the one eigenvector all groups share, so it must agree across groups.
 
     Without ``model``, the optimizer cannot change modes: the perturbed pass updates BatchNorm statistics like
-    any training-mode forward pass (davda54/sam's behaviour; its ``bypass_bn`` habit is the user's to apply). The
+    any training-mode forward pass (davda54/sam's behaviour; its ``bypass_bn`` habit is in ``workbench.optim``:
+    ``disable_running_stats(model)`` before the second pass, ``enable_running_stats(model)`` before the next). The
     eigenvector refresh must see the model in eval mode: without ``model``, a refresh whose closure runs BatchNorm
     or dropout in training mode stops with a ValueError that says to pass ``model=`` (or to call ``model.eval()``
     before refreshing by hand). Pass ``model=`` for the published behaviour.

@@ -130,6 +130,17 @@ class WrappedOptimizer(torch.optim.Optimizer):
             ]
         )
 
+    def group_mask(self, key: str) -> torch.Tensor:
+        """The boolean per-group setting ``key`` as a per-coordinate mask ``(n,)`` on the parameters' device: True on
+        the coordinates of the groups where it is set (e.g. ``"adaptive"``)."""
+        return torch.cat(
+            [
+                torch.full((param.numel(),), bool(group[key]), dtype=torch.bool, device=param.device)
+                for group in self.param_groups
+                for param in group["params"]
+            ]
+        )
+
     # -- state ------------------------------------------------------------------------------------------------
 
     def _extra_state(self) -> dict[str, Any]:
@@ -147,7 +158,8 @@ class WrappedOptimizer(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore ``state_dict()``'s output, so that training continues exactly where it was saved.
+        """Restore ``state_dict()``'s output, so that training continues exactly where it was saved. A setting the
+        saved groups lack (one added to the class after the save, e.g. ``"adaptive"``) takes this optimizer's default.
 
         Raises:
             ValueError: naming ``state_dict`` when it was not saved by a workbench optimizer of this class.
@@ -167,4 +179,7 @@ class WrappedOptimizer(torch.optim.Optimizer):
         self._load_extra_state(ours)
         self.base_optimizer.load_state_dict(state)
         self.param_groups = self.base_optimizer.param_groups
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
         self.step_count = int(ours["step_count"])
