@@ -32,7 +32,7 @@ def model_options(name: str) -> dict[str, Any]:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, MODELS)
+    check_choice("model", name, MODELS)
     return option_defaults(_BUILDERS[name], exclude=_SHARED_ARGS)
 
 
@@ -42,7 +42,7 @@ def model_summary(name: str) -> str:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, MODELS)
+    check_choice("model", name, MODELS)
     return (inspect.getdoc(_BUILDERS[name]) or name).splitlines()[0]
 
 
