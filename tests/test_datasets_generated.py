@@ -136,7 +136,7 @@ def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: load_dataset("imagenet"), "name must be one of 'moons'.*'cifar100'"),
+        (lambda: load_dataset("imagenet"), "dataset must be one of 'moons'.*'cifar100'"),
         (lambda: load_dataset("moons", noize=0.1), "unknown option.*'noize'.*allowed options: 'num_samples', 'noise'"),
         (lambda: load_dataset("moons", num_samples=3), "num_samples must be an integer >= 4"),
         (lambda: load_dataset("moons", noise=-0.1), r"noise must be in \[0, inf\)"),

@@ -123,7 +123,7 @@ def test_mlp_learns_the_moons() -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("vgg", {}, "name must be one of 'mlp', 'cnn', 'resnet18', 'wideresnet'"),
+        ("vgg", {}, "model must be one of 'mlp', 'cnn', 'resnet18', 'wideresnet'"),
         ("mlp", {"hidden": (8,)}, "unknown option.*'hidden'.*allowed options: 'hidden_sizes', 'activation', 'norm'"),
         ("mlp", {"hidden_sizes": 8}, "hidden_sizes must be a sequence"),
         ("mlp", {"hidden_sizes": (8, 0)}, r"hidden_sizes\[1\] must be an integer >= 1"),
