@@ -31,6 +31,7 @@ from workbench.curvature import HessianOperator, hessian_trace, spectral_density
 from workbench.datasets import load_dataset
 from workbench.datasets import registry as dataset_registry
 from workbench.jsonfiles import read_json, write_json
+from workbench.live import LiveRun
 from workbench.models import build_model
 from workbench.optim import XSAM, EigenSAM
 from workbench.optim.sam import SAM
@@ -353,6 +354,12 @@ def written_by(changes: dict) -> Callable[[Path], None]:
     return call
 
 
+def make_run(tmp_path: Path) -> Path:
+    trainer, _ = trainer_and_state(tmp_path)
+    trainer.save_to(RunFolder(tmp_path / "saved"))
+    return tmp_path / "saved"
+
+
 def checkpoint_of_a_number(tmp_path: Path) -> None:
     torch.save({"model": torch.zeros(2)}, tmp_path / "old.pt")  # no checksum record: not written by workbench
     read_checkpoint(tmp_path / "old.pt")
@@ -379,6 +386,8 @@ LIBRARY_ROWS = {
                                               r"optimizer class 'XSAM' and cannot continue with 'PlainStep'"),
     "checkpoint without a checksum": (checkpoint_of_a_number, ValueError,
                                       r"old.pt has no 'checkpoint' record with a checksum"),
+    "crafted checkpoint reopened live": (lambda t: LiveRun.open(crafted(make_run(t), t)), ValueError,
+                                         r"checkpoint \S*copy/checkpoint.pt cannot be read safely"),
     "checkpoint missing": (lambda t: Trainer.from_checkpoint(t / "none.pt"), ValueError,
                            r"checkpoint \S*none.pt does not exist"),
     "lr_milestones a number": (lambda t: TrainConfig(lr_milestones=0.5), ValueError,
@@ -399,6 +408,7 @@ def test_bad_library_input_raises_a_message_that_says_what_is_wrong(name, tmp_pa
     call, error, message = LIBRARY_ROWS[name]
     with pytest.raises(error, match=message):
         call(tmp_path)
+    assert not (tmp_path / "code-ran").exists()
 
 
 def test_the_summary_of_a_nan_loss_is_strict_json(tmp_path):
