@@ -41,6 +41,7 @@ def write_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
 
     Raises:
         TypeError: naming the entry when ``state`` holds a value ``weights_only`` loading would refuse.
+        ValueError: when ``state`` has an entry named ``"checkpoint"`` (the file's own record).
     """
     path = Path(path)
     if META_KEY in state:
