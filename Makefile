@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 # Small models: one torch thread per process is fastest (more threads oversubscribe a busy machine); override freely.
 run: setup
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/workbench demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/workbench demo --overwrite
 
 test: setup
 	$(BIN)/ruff check .

@@ -16,12 +16,13 @@ import torch
 
 from workbench.batch.records import FINISHED, PARAMS_FILE, run_state
 from workbench.jsonfiles import read_json
+from workbench.train.checkpoint import read_checkpoint
 from workbench.train.run_folder import RunFolder
 
 
 def checkpoint_norms(checkpoint: Path) -> dict[str, float]:
     """‖θ‖ and the last weight matrix's Frobenius norm of the model in a Trainer checkpoint."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = read_checkpoint(checkpoint)["model"]
     tensors = [value.flatten().double() for value in state.values() if value.dtype.is_floating_point]
     head = [value for name, value in state.items() if name.endswith("weight")][-1]
     return {"weight_norm": torch.cat(tensors).norm().item(), "head_weight_norm": head.double().norm().item()}

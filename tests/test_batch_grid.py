@@ -96,7 +96,7 @@ def test_the_gpu_grid_has_a_shortened_cpu_preview():
         ({"grid": {"seed": [0], "epochs": [1.5]}}, "epochs must be an integer"),
         ({"grid": {"seed": 3}}, "grid: seed must be a list of values, got 3"),
         ({"base": [1, 2], "grid": {"seed": [0]}}, "base must be a mapping"),
-        ({"grid": {"seed": [0], "lr_milestones": [0.5]}}, "lr_milestones=0.5: a value has the wrong type"),
+        ({"grid": {"seed": [0], "lr_milestones": [0.5]}}, "lr_milestones=0.5: lr_milestones must be a list"),
         ({"grid": {}}, "the grid is empty"),
         ({}, "the grid is empty"),
         ({"grid": {"seed": []}}, "grid: seed has no values"),

@@ -131,7 +131,9 @@ def test_the_summary_figure_and_the_report(runs, tmp_path):
     assert [trace.name for trace in means] == ["sgd", "sam", "xsam"] and means[1].y == (0.8,)
     histories = history([(0, "lambda_1", 1.0)]).assign(run="a0", group="sam")
     failed = pd.concat([runs, pd.DataFrame({"run": ["d0"], "group": ["asam"], "state": ["failed"]})])
-    path = write_batch_report(failed, histories, tmp_path / "r.html", title="T", metrics=["final_test_accuracy"])
+    path = write_batch_report(
+        failed, histories, tmp_path / "r.html", counted=runs, title="T", metrics=["final_test_accuracy"]
+    )
     text = path.read_text()
     assert text.count("<table") == 2 and "0.8 ± 0.14" in text and ">asam<" not in text.split("Every run")[0]
     assert "plotly" in text

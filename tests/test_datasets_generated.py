@@ -30,7 +30,7 @@ def raw_inputs(splits: DatasetSplits, part: str) -> torch.Tensor:
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert DATASETS == ("moons", "spirals", "blobs", "digits", "mnist1d", "cifar10", "cifar100")
+    assert DATASETS == ("moons", "spirals", "blobs", "digits", "mnist1d", "cifar10", "cifar100", "pysource")
     assert dataset_options("moons") == {"num_samples": 1000, "noise": 0.1, "test_fraction": 0.2}
     assert dataset_options("cifar100") == {"subset": None, "augment": False, "labels": "fine"}
 
@@ -129,7 +129,7 @@ def test_stratified_split_counts_by_hand() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: load_dataset("imagenet"), "name must be one of 'moons'.*'cifar100'"),
+        (lambda: load_dataset("imagenet"), "dataset must be one of 'moons'.*'cifar100'"),
         (lambda: load_dataset("moons", noize=0.1), "unknown option.*'noize'.*allowed options: 'num_samples', 'noise'"),
         (lambda: load_dataset("moons", num_samples=3), "num_samples must be an integer >= 4"),
         (lambda: load_dataset("moons", noise=-0.1), r"noise must be in \[0, inf\)"),

@@ -186,7 +186,7 @@ def test_unwritable_or_unusable_roots_are_named(tmp_path, fast_mnist1d) -> None:
         prepare_dataset("mnist1d", blocker / "sub")
     with pytest.raises(ValueError, match=re.escape(f"data root {blocker} is not a directory")):
         dataset_status("cifar10", blocker)
-    with pytest.raises(ValueError, match=r"name must be one of 'moons'.*'cifar100'; got 'mnist'"):
+    with pytest.raises(ValueError, match=r"name must be one of 'moons'.*'pysource'; got 'mnist'"):
         prepare_dataset("mnist", tmp_path)
     assert not fast_mnist1d  # nothing was generated for nothing
     check_writable(tmp_path / "fine" / "root")

@@ -23,7 +23,8 @@ SHAPES = {
     "resnet18": [(1, 8, 8), (3, 16, 16)],
     "wideresnet": [(3, 16, 16)],
 }
-CASES = [(name, shape, norm) for name in MODELS for shape in SHAPES[name] for norm in NORMS]
+# The transformer (token windows, LayerNorm only) has its own tests: tests/test_language.py.
+CASES = [(name, shape, norm) for name in SHAPES for shape in SHAPES[name] for norm in NORMS]
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -123,7 +124,7 @@ def test_mlp_learns_the_moons() -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("vgg", {}, "name must be one of 'mlp', 'cnn', 'resnet18', 'wideresnet'"),
+        ("vgg", {}, "model must be one of 'mlp', 'cnn', 'resnet18', 'wideresnet'"),
         ("mlp", {"hidden": (8,)}, "unknown option.*'hidden'.*allowed options: 'hidden_sizes', 'activation', 'norm'"),
         ("mlp", {"hidden_sizes": 8}, "hidden_sizes must be a sequence"),
         ("mlp", {"hidden_sizes": (8, 0)}, r"hidden_sizes\[1\] must be an integer >= 1"),
@@ -147,7 +148,7 @@ def test_bad_input_names_the_option(name: str, kwargs: dict, message: str) -> No
         build_model(name, **arguments)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", list(SHAPES))  # the transformer: tests/test_language.py
 def test_models_support_both_hessian_vector_product_backends(name: str) -> None:
     """No in-place activations or other ops that break double backprop or torch.func: both HVPs agree."""
     inputs = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))

@@ -124,7 +124,7 @@ class TestBadInput:
     @pytest.mark.parametrize(
         ("changes", "message"),
         [
-            ({"dataset": "imagenet"}, "name must be one of 'moons'"),
+            ({"dataset": "imagenet"}, "dataset must be one of 'moons'"),
             ({"model": "vit"}, "must be one of 'mlp'"),
             ({"optimizer": "sam", "alpha": 0.3}, "optimizer 'sam' takes no alpha"),
             ({"optimizer": "xsam", "alpha": 3.0}, r"alpha must be in \[0, 2\]"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -65,6 +67,27 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_writable_folder(name: str, path: Any) -> Path:
+    """Return ``path`` as a ``Path`` after making sure it is a folder this process can write (creating it).
+
+    Raises:
+        ValueError: naming ``name`` and the path when it is empty, a file, inside a file, or cannot be created or
+            written.
+    """
+    if not str(path).strip():
+        raise ValueError(f"{name} must name a folder, got an empty path")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"{name} {folder} cannot be created or written: {error.strerror or error}") from None
+    return folder
 
 
 def _range_text(minimum: int | None, maximum: int | None) -> str:

@@ -2,7 +2,9 @@
 ``list`` (the registered optimizers, datasets and models with their options) and ``data list|prepare`` (what is on
 disk under the data root). Also ``python -m workbench``.
 
-Bad options exit with status 2 and a message naming the option and its allowed values.
+Bad options exit with status 2 and a message naming the option (or the file) and its allowed values, before any
+data is loaded; a run folder that already holds a run is refused unless ``--resume`` or ``--overwrite`` says what to
+do with it.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Any
 
 import yaml
 
+from workbench._checks import check_writable_folder
+from workbench._options import check_options
 from workbench.datasets import DATASETS, dataset_options, dataset_summary
 from workbench.models import MODELS, model_options, model_summary
 from workbench.optim import OPTIMIZER_NAMES, OPTIMIZERS
 from workbench.optim.registry import option_choices
 from workbench.train import RHO_SCHEDULES, SCHEDULES, TrainConfig
-from workbench.train.run_folder import RunFolder
+from workbench.train.run_folder import RUN_FILES, RunFolder
 
 USAGE_ERROR = 2
 DATA_DIR_HELP = (
@@ -42,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"workbench {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except OSError as error:  # the file system refused (disk full, permissions): not a bug, no traceback
+        print(f"workbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"workbench {args.command}: interrupted; what was computed so far is on disk", file=sys.stderr)
         return 130
@@ -56,24 +63,45 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one model; writes a run directory with a report")
-    train.add_argument("--config", type=Path, help="JSON or YAML file of TrainConfig options (flags override it)")
-    train.add_argument("--run-dir", type=Path, default=Path("runs/train"), help="output directory (default runs/train)")
+    train.add_argument("--config", type=_path, help="JSON or YAML file of TrainConfig options (flags override it)")
+    train.add_argument(
+        "--run-dir",
+        type=_path,
+        default=Path("runs/train"),
+        help="run folder (default runs/train); one that already holds a run needs --resume or --overwrite",
+    )
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint, exactly, with its own config (options given "
+        "must equal the run's)",
+    )
+    existing.add_argument(
+        "--overwrite", action="store_true", help="remove the run in --run-dir (only a run's files) and train anew"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
     _add_config_flags(train)
     train.set_defaults(handler=_train_command)
 
     report = commands.add_parser("report", help="build an HTML report comparing run directories")
-    report.add_argument("run_dirs", nargs="+", type=Path, help="run directories (each with history.csv)")
-    report.add_argument("--output", type=Path, default=Path("report.html"), help="HTML file (default report.html)")
+    report.add_argument("run_dirs", nargs="+", type=_path, help="run directories (each with history.csv)")
+    report.add_argument(
+        "--output",
+        type=_path,
+        default=Path("report.html"),
+        help="the one file written: the HTML report (default report.html); never a run folder's own file",
+    )
     report.add_argument("--title", default="Run comparison", help="report title")
     report.set_defaults(handler=_report_command)
 
     demo = commands.add_parser(
         "demo", help="main job: SGD, SAM, Eigen-SAM and X-SAM on MNIST-1D, same seed and budget, one report"
     )
-    demo.add_argument("--output", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    demo.add_argument("--output", type=_path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a much shorter run (seconds), for smoke tests")
+    demo.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier demo in --output")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
     demo.set_defaults(handler=_demo_command)
@@ -97,8 +125,8 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     run = actions.add_parser(
         "run", help="execute a grid file's runs in parallel; finished runs are skipped, failed and interrupted re-run"
     )
-    run.add_argument("grid", type=Path, help="grid file (YAML; schema in workbench/batch/grid.py and docs)")
-    run.add_argument("--output", type=Path, help="batch folder (default runs/<grid file name>)")
+    run.add_argument("grid", type=_path, help="grid file (YAML; schema in workbench/batch/grid.py and docs)")
+    run.add_argument("--output", type=_path, help="batch folder (default runs/<grid file name>)")
     run.add_argument("--workers", type=int, help="runs at once (default: the number of CPU cores)")
     run.add_argument("--threads-per-run", type=int, default=1, help="OMP_NUM_THREADS of each run's kernel (default 1)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
@@ -116,7 +144,7 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     collect = actions.add_parser(
         "collect", help="gather a batch folder into results.parquet/.csv, summary.md and report.html"
     )
-    collect.add_argument("output", type=Path, help="batch folder (written by `workbench batch run`)")
+    collect.add_argument("output", type=_path, help="batch folder (written by `workbench batch run`)")
     collect.add_argument("--title", help="report title (default: Batch <folder name>)")
     collect.add_argument(
         "--reference", help="a group to compare every other group with, paired by seed (e.g. sam)", default=None
@@ -162,6 +190,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                 metavar=None if choices is None else "{" + ",".join(map(str, choices)) + "}",
                 help=help_text,
             )
+
+
+def _path(text: str) -> Path:
+    """argparse ``type=`` for a file or folder: a non-empty path (``Path("")`` would silently mean the current
+    folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a file or folder, got an empty path")
+    return Path(text).expanduser()
 
 
 def _choices(name: str) -> tuple[Any, ...] | None:
@@ -210,8 +246,28 @@ def _is_optional(kind: Any) -> bool:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the ``--config`` file, then the flags given on the command line."""
-    values: dict[str, Any] = TrainConfig.load(args.config).to_dict() if args.config else {}
+    """Defaults, then the ``--config`` file, then the flags given on the command line; the dataset and model names
+    and their options are checked against the registries here, before any data is loaded."""
+    config = TrainConfig.from_dict(given_options(args))
+    check_options(f"dataset {config.dataset!r}", config.dataset_options, dataset_options(config.dataset))
+    check_options(f"model {config.model!r}", config.model_options, model_options(config.model))
+    return config
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The config options the command line gives: the ``--config`` file's (all of them), then the flags (a
+    ``--dataset-option``/``--model-option`` adds to the file's mapping).
+
+    Raises:
+        ValueError: naming ``--config`` and the file when it cannot be read as a config, or the flag of a
+            malformed KEY=VALUE.
+    """
+    values: dict[str, Any] = {}
+    if args.config:
+        try:
+            values = TrainConfig.load(args.config).to_dict()
+        except ValueError as error:
+            raise ValueError(f"--config: {error}") from None
     field_names = {field.name for field in dataclasses.fields(TrainConfig)}
     for name, value in vars(args).items():
         if name not in field_names:
@@ -220,24 +276,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[name] = {**values.get(name, {}), **_key_values(value, name.removesuffix("s"))}
         else:
             values[name] = value
-    return TrainConfig.from_dict(values)
+    return values
 
 
 def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
     parsed = {}
+    option = f"--{flag.replace('_', '-')}"
     for pair in pairs:
         key, separator, text = pair.partition("=")
         if not separator or not key:
-            raise ValueError(f"--{flag.replace('_', '-')} takes KEY=VALUE, got {pair!r}")
-        parsed[key] = yaml.safe_load(text)
+            raise ValueError(f"{option} takes KEY=VALUE, got {pair!r}")
+        try:
+            parsed[key] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{option} {pair!r}: VALUE is not valid YAML ({error})") from None
     return parsed
 
 
 def _train_command(args: argparse.Namespace) -> int:
-    from workbench.runs import train_run
+    from workbench.runs import resume_run, train_run
 
-    config = config_from_args(args)
-    result = train_run(config, args.run_dir, progress=not args.no_progress, data_dir=args.data_dir)
+    if args.resume:
+        if args.run_dir.exists():
+            check_writable_folder("--run-dir", args.run_dir)
+        result = resume_run(
+            args.run_dir, options=given_options(args), progress=not args.no_progress, data_dir=args.data_dir
+        )
+    else:
+        config = config_from_args(args)
+        check_writable_folder("--run-dir", args.run_dir)
+        result = train_run(
+            config, args.run_dir, progress=not args.no_progress, data_dir=args.data_dir, overwrite=args.overwrite
+        )
     report = RunFolder(args.run_dir).report
     written = f"report: {report}" if report.is_file() else f"run folder: {args.run_dir}"
     print(f"{result.status}: {result.reason}; {written}")
@@ -247,30 +317,51 @@ def _train_command(args: argparse.Namespace) -> int:
 def _report_command(args: argparse.Namespace) -> int:
     from workbench.viz import load_runs, write_report
 
+    _check_report_output(args.output, args.run_dirs)
     path = write_report(load_runs(args.run_dirs), args.output, title=args.title)
     print(f"report: {path}")
     return 0
 
 
+def _check_report_output(output: Path, run_dirs: Sequence[Path]) -> None:
+    """``--output`` must be a file this command may create or replace: not a folder, not a run folder's own file."""
+    if output.is_dir():
+        raise ValueError(f"--output {output} is a folder; give the HTML file to write, e.g. {output / 'compare.html'}")
+    folder = RunFolder(output.parent)
+    if output.name in RUN_FILES and (folder.has_history() or folder.has_checkpoint() or folder.config.is_file()):
+        raise ValueError(
+            f"--output {output} is the run folder {folder.path}'s own {output.name}; write the report elsewhere"
+        )
+    check_writable_folder("--output's folder", output.parent)
+
+
 def _demo_command(args: argparse.Namespace) -> int:
     from workbench.runs import run_demo
 
-    report = run_demo(args.output, quick=args.quick, progress=not args.no_progress, data_dir=args.data_dir)
+    check_writable_folder("--output", args.output)
+    report = run_demo(
+        args.output, quick=args.quick, progress=not args.no_progress, data_dir=args.data_dir, overwrite=args.overwrite
+    )
     print(f"report: {report}")
     return 0
 
 
 def _batch_run_command(args: argparse.Namespace) -> int:
     from workbench.batch import load_grid, run_batch
-    from workbench.batch.records import run_state
+    from workbench.batch.records import UNREADABLE, run_state, unreadable_reason
 
     grid = load_grid(args.grid, preview=args.preview)
     output = args.output or Path("runs") / (args.grid.stem + ("-preview" if args.preview else ""))
     if args.dry_run:
+        if output.exists() and not output.is_dir():
+            raise ValueError(f"--output {output} is a file, not a batch folder")
         for run in grid.runs:
-            print(f"{run_state(output / run.name):10s} {run.name}")
+            state = run_state(output / run.name)
+            reason = f"  ({unreadable_reason(output / run.name)}; it will run again)" if state == UNREADABLE else ""
+            print(f"{state:10s} {run.name}{reason}")
         print(f"{len(grid.runs)} runs of {grid.notebook.name} into {output}")
         return 0
+    check_writable_folder("--output", output)
     summary = run_batch(
         grid,
         output,
@@ -288,12 +379,23 @@ def _batch_run_command(args: argparse.Namespace) -> int:
 def _batch_collect_command(args: argparse.Namespace) -> int:
     from workbench.batch import collect
 
+    if not args.output.is_dir():
+        raise ValueError(f"{args.output} is not a batch folder (written by `workbench batch run`)")
     collection = collect(args.output, title=args.title, reference=args.reference)
     print(collection.files["summary.md"].read_text(), end="")
     if "comparison.md" in collection.files:
         print(f"\npaired by seed, against {args.reference}:")
         print(collection.files["comparison.md"].read_text(), end="")
     print(f"report: {collection.files['report.html']}")
+    for problem in collection.problems:
+        print(f"workbench batch collect: error: {problem}", file=sys.stderr)
+    if collection.problems:
+        print(
+            f"workbench batch collect: {len(collection.problems)} run(s) could not be read (above); the tables hold "
+            "the others",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR
     return 0
 
 

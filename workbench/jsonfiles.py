@@ -13,16 +13,29 @@ def write_json(path: str | Path, values: Any) -> Path:
     NaN and infinities become null, so that every JSON reader accepts the file (Python's ``json`` would write
     the non-standard ``NaN``)."""
     path = Path(path)
+    text = json.dumps(finite(values), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(finite(values), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    temporary.replace(path)
+    try:
+        temporary.write_text(text)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 
 def read_json(path: str | Path) -> Any:
-    """The JSON value in ``path``, or None when the file does not exist."""
+    """The JSON value in ``path``, or None when the file does not exist.
+
+    Raises:
+        ValueError: naming the file when it cannot be read or is not valid JSON.
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a readable JSON file: {error}") from None
 
 
 def finite(value: Any) -> Any:

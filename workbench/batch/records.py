@@ -8,8 +8,9 @@ Layout of ``OUTPUT/<run name>/``:
     error.json        instead of result.json when the run failed: the error, the failing cell, the traceback
     worker.log        the worker process's output
 
-A run is finished exactly when result.json exists with status "finished"; a folder with error.json failed; any
-other folder was interrupted (or is running). Finished runs are never recomputed; the others are re-run.
+A run is finished exactly when result.json exists with status "finished"; a folder with error.json failed; one
+whose result.json cannot be read is unreadable; any other folder was interrupted (or is running). Finished runs
+are never recomputed; the others are re-run.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.jsonfiles import read_json
+from workbench.train.history import final_values
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "worker.log"
 
-FINISHED, FAILED, INCOMPLETE, NEW = "finished", "failed", "incomplete", "new"
+FINISHED, FAILED, INCOMPLETE, NEW, UNREADABLE = "finished", "failed", "incomplete", "new", "unreadable"
 
 # Metrics of a run's history summarised in its result: the last logged value, and the mean over training.
 FINAL_METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_eval_loss", "lambda_1", "trace")
@@ -40,29 +42,51 @@ MEAN_ACUTE_METRICS = (
 
 
 def run_state(folder: str | Path) -> str:
-    """``"finished"``, ``"failed"``, ``"incomplete"`` (started, then interrupted or still running) or ``"new"``."""
+    """``"finished"``, ``"failed"``, ``"incomplete"`` (started, then interrupted or still running), ``"new"``, or
+    ``"unreadable"`` (result.json is damaged: ``unreadable_reason`` says how; the run is re-run)."""
     folder = Path(folder)
+    if unreadable_reason(folder) is not None:
+        return UNREADABLE
     result = read_json(folder / RESULT_FILE)
-    if result is not None and result.get("status") == FINISHED:
+    if isinstance(result, dict) and result.get("status") == FINISHED:
         return FINISHED
     if (folder / ERROR_FILE).is_file():
         return FAILED
     return INCOMPLETE if folder.is_dir() else NEW
 
 
+def counted_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a runs table (``collect``'s) that statistics are taken over: runs that finished and whose
+    training finished too. A diverged (or stopped) run is a result, shown in every table with its
+    ``train_status``, but its final metrics are those of an earlier evaluation, so it is left out of means."""
+    return runs[(runs.state == FINISHED) & (runs.train_status == FINISHED)]
+
+
+def unreadable_reason(folder: str | Path) -> str | None:
+    """Why the run's result.json cannot be read (naming the file), or None when it is absent or readable."""
+    try:
+        result = read_json(Path(folder) / RESULT_FILE)
+    except ValueError as error:
+        return str(error)
+    if result is not None and not isinstance(result, dict):
+        return f"{Path(folder) / RESULT_FILE} holds a {type(result).__name__}, not a mapping"
+    return None
+
+
 def run_metrics(history: pd.DataFrame) -> dict[str, float]:
     """Headline numbers of one run from its tidy history (columns step, epoch, metric, value).
 
-    Returns ``final_<metric>`` (last value) for ``FINAL_METRICS``, ``mean_<metric>`` (mean over every logged
+    Returns ``final_step``, the step of the last evaluation, and ``final_<metric>`` for ``FINAL_METRICS``: each
+    one's last value at or before that step (``workbench.train.history.final_values``: never a value older than
+    the run's last evaluation presented beside newer ones); ``mean_<metric>`` (mean over every logged
     step, step 0 included) for ``MEAN_METRICS`` and, folded to acute angles (θ ↦ min(θ, 180° − θ)) first, for
     ``MEAN_ACUTE_METRICS``; ``best_test_accuracy``; and ``generalization_gap`` = final train accuracy − final test
     accuracy. Angles are in degrees; metrics never logged are NaN (e.g. the alignment of SGD, which has no
     perturbation, or the optimizer's angles of SAM, which tracks no eigenvector).
     """
-    values = {}
-    for metric in FINAL_METRICS:
-        series = history[history.metric == metric].sort_values("step").value
-        values[f"final_{metric}"] = float(series.iloc[-1]) if len(series) else math.nan
+    step, final = final_values(history, FINAL_METRICS)
+    values = {"final_step": math.nan if step is None else float(step)}
+    values.update({f"final_{metric}": value for metric, value in final.items()})
     for metric in MEAN_METRICS + MEAN_ACUTE_METRICS:
         series = history[history.metric == metric].value
         if metric in MEAN_ACUTE_METRICS:

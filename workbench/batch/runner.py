@@ -72,8 +72,7 @@ class BatchSummary:
             f"(skipped), {len(self.failed)} failed, {len(self.diverged)} diverged while training"
         ]
         for name in self.failed:
-            error = read_json(self.output / name / ERROR_FILE) or {}
-            lines.append(f"  failed {name}: {error.get('error')}: {error.get('message')} (see {name}/{ERROR_FILE})")
+            lines.append(f"  failed {name}: {_error_text(self.output / name)} (see {name}/{ERROR_FILE})")
         return "\n".join(lines)
 
 
@@ -222,8 +221,18 @@ def _outcome(folder: Path, returncode: int) -> str:
                 "message": f"the worker process exited with status {returncode} without a result; see {LOG_FILE}",
             },
         )
-    error = read_json(folder / ERROR_FILE)
-    return f"FAILED   {folder.name}: {error['error']}: {error['message']}"
+    return f"FAILED   {folder.name}: {_error_text(folder)}"
+
+
+def _error_text(folder: Path) -> str:
+    """"<error>: <message>" from a failed run's error.json, or what is wrong with that file."""
+    try:
+        error = read_json(folder / ERROR_FILE)
+    except ValueError as problem:
+        return str(problem)
+    if not isinstance(error, dict):
+        return f"{folder / ERROR_FILE} is missing or not a mapping"
+    return f"{error.get('error')}: {error.get('message')}"
 
 
 def _check_kernel(kernel_name: str) -> None:

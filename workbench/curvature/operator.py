@@ -54,6 +54,11 @@ class HessianOperator:
 
     Vectors are flat tensors of shape ``(num_params,)`` in the parameters' dtype and device, or per-parameter
     lists; ``matvec`` returns the same form it was given.
+
+    Raises:
+        ValueError: when the loss is not finite (NaN or infinite weights or inputs): here for the first batch, in a
+            product for any other; likewise when a product overflows. No eigensolver or trace estimate then runs
+            on garbage.
     """
 
     def __init__(
@@ -137,6 +142,11 @@ class HessianOperator:
         engine = self._graph_hvp if self.hvp_method == "graph" else self._func_hvp
         for index, batch in enumerate(self._batches):
             total += batch.weight * engine(index, vectors)
+        if not bool(torch.isfinite(total).all()):
+            raise ValueError(
+                "a Hessian-vector product is not finite: the loss is not finite on some batch of the Hessian's data, "
+                "or its curvature overflows the parameters' dtype at these weights"
+            )
         return total
 
     def _graph_hvp(self, index: int, vectors: torch.Tensor) -> torch.Tensor:
@@ -178,6 +188,11 @@ class HessianOperator:
         with eval_mode(self.model), torch.enable_grad():
             loss = self.objective(self.model, batch)
         check_scalar_loss(loss)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            raise ValueError(
+                f"the loss is not finite ({float(loss.detach())}) on batch {index} of the Hessian's data: the weights "
+                "or the inputs hold NaN or infinity (a diverged run?), and the Hessian is not defined there"
+            )
         if not loss.requires_grad:
             raise ValueError("the loss does not depend on the parameters (it carries no gradient); check loss_fn")
         grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)

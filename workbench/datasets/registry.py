@@ -38,7 +38,7 @@ def dataset_options(name: str) -> dict[str, Any]:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, DATASETS)
+    check_choice("dataset", name, DATASETS)
     return option_defaults(_LOADERS[name], exclude=_SHARED_ARGS)
 
 
@@ -48,7 +48,7 @@ def dataset_summary(name: str) -> str:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, DATASETS)
+    check_choice("dataset", name, DATASETS)
     return (inspect.getdoc(_LOADERS[name]) or name).splitlines()[0]
 
 

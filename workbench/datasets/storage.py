@@ -4,13 +4,15 @@ Three origins (data/README.md describes each dataset, its license and size):
 
 - generated locally: the 2-D toys are drawn in memory at each load (nothing on disk); MNIST-1D is generated once
   and cached under ``<root>/mnist1d/``;
-- shipped by a dependency: the UCI digits are a file inside scikit-learn (the data root is not used);
+- shipped by a dependency: the UCI digits are a file inside scikit-learn, ``pysource`` is read from this Python's
+  standard library (the data root is not used);
 - downloaded on request: CIFAR-10/100 under ``<root>/cifar-10-batches-py/`` and ``<root>/cifar-100-python/``.
 """
 
 from __future__ import annotations
 
 import os
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +23,7 @@ from workbench.datasets import mnist1d
 from workbench.datasets.cifar import CIFAR10, CIFAR100, CifarRelease, missing_files, release_directory
 from workbench.datasets.registry import DATASETS, dataset_options, load_dataset
 from workbench.datasets.root import DATA_ROOT_VARIABLE, resolve_data_root
+from workbench.datasets.text import SOURCES
 
 GENERATED, DEPENDENCY, DOWNLOADED = "generated locally", "shipped by a dependency", "downloaded on request"
 IN_MEMORY, PRESENT, MISSING = "in memory", "present", "missing"
@@ -76,6 +79,8 @@ def dataset_status(name: str, root: str | os.PathLike[str] | None = None) -> Dat
         return DatasetStatus(name, GENERATED, None, True, 0, "drawn in memory at each load; nothing to prepare")
     if name == "digits":
         return _digits_status()
+    if name == "pysource":
+        return _python_source_status()
     if name == "mnist1d":
         return _mnist1d_status(data_root)
     return _cifar_status(_RELEASES[name], data_root)
@@ -137,6 +142,15 @@ def format_size(size_bytes: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{size:.1f} GB"
+
+
+def _python_source_status() -> DatasetStatus:
+    folder = Path(sysconfig.get_paths()["stdlib"])
+    files = [folder / name for name in SOURCES]
+    present = all(path.is_file() for path in files)
+    detail = "files of this Python's standard library" if present else "this Python lacks a standard-library file"
+    size = sum(disk_bytes(path) for path in files if path.is_file())
+    return DatasetStatus("pysource", DEPENDENCY, folder, present, size, detail)
 
 
 def _digits_status() -> DatasetStatus:

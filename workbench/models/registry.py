@@ -34,7 +34,7 @@ def model_options(name: str) -> dict[str, Any]:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, MODELS)
+    check_choice("model", name, MODELS)
     return option_defaults(_BUILDERS[name], exclude=_SHARED_ARGS)
 
 
@@ -44,7 +44,7 @@ def model_summary(name: str) -> str:
     Raises:
         ValueError: for an unknown ``name``, listing the known ones.
     """
-    check_choice("name", name, MODELS)
+    check_choice("model", name, MODELS)
     return (inspect.getdoc(_BUILDERS[name]) or name).splitlines()[0]
 
 
@@ -60,8 +60,8 @@ def build_model(
         num_classes: number of output logits, >= 2.
         seed: seed of the initial weights; the global RNG state is left as it was. ``None`` draws from (and
             advances) torch's global generator, as plain PyTorch does.
-        **options: per-model options (every model has ``norm="batch" | "none"``); ``model_options(name)`` lists
-            them with their defaults.
+        **options: per-model options (the MLP, CNN and ResNets have ``norm="batch" | "none"``);
+            ``model_options(name)`` lists them with their defaults.
 
     Returns:
         The module; it maps ``(B, *input_shape)`` to logits ``(B, num_classes)``.

@@ -266,6 +266,20 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
 
     # -- state ------------------------------------------------------------------------------------------------
 
+    def state_dict(self) -> dict[str, Any]:
+        """``WrappedOptimizer.state_dict``, taken only between two steps.
+
+        Raises:
+            RuntimeError: between ``first_step`` and ``second_step``, where the parameters sit at θ + ε and the
+                saved θ and gradient live only in this object: a state saved there would lose them.
+        """
+        if self._ascent is not None:
+            raise RuntimeError(
+                "state_dict() was called between first_step() and second_step(): the parameters are at θ + ε and "
+                "θ itself is held only until second_step(); save the state after second_step()"
+            )
+        return super().state_dict()
+
     def _extra_state(self) -> dict[str, Any]:
         return {"tracker": None if self.tracker is None else self.tracker.state_dict()}
 

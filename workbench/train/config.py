@@ -96,6 +96,10 @@ class TrainConfig:
         if self.steps is not None:
             check_int("steps", self.steps, minimum=1)
         check_choice("schedule", self.schedule, SCHEDULES)
+        if not isinstance(self.lr_milestones, list | tuple):
+            raise ValueError(
+                f"lr_milestones must be a list of fractions in (0, 1] (e.g. [0.5, 0.75]), got {self.lr_milestones!r}"
+            )
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))
         for milestone in self.lr_milestones:
             check_float("lr_milestones", milestone, minimum=0.0, maximum=1.0, min_inclusive=False)
@@ -139,22 +143,45 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from plain values; an unknown key is a ValueError that lists the allowed ones."""
         allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(allowed))
+        unknown = sorted(map(str, set(values) - set(allowed)))
         if unknown:
             raise ValueError(f"unknown config option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
         return cls(**values)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        """Read a JSON (or YAML, by suffix) config file."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        """Read a JSON (or YAML, by suffix) config file: a mapping of option names to values (``{}``: defaults).
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"{path} must hold a mapping of config options, got {type(values).__name__}")
-        return cls.from_dict(values)
+        Raises:
+            ValueError: naming the file when it is missing, a directory, unreadable, empty, not valid JSON/YAML
+                (YAML tags that build Python objects included), not a mapping, or not a valid config.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"config file {path} does not exist")
+        if not path.is_file():
+            raise ValueError(f"config file {path} is not a file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"config file {path} cannot be read: {error}") from None
+        if not text.strip():
+            raise ValueError(f"config file {path} is empty; write {{}} in it to mean every default")
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                try:
+                    values = yaml.safe_load(text)
+                except yaml.YAMLError as error:
+                    raise ValueError(f"not valid YAML: {error}") from None
+            else:
+                try:
+                    values = json.loads(text)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"not valid JSON: {error}") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"it must hold a mapping of config options, got {type(values).__name__}")
+            return cls.from_dict(values)
+        except ValueError as error:
+            raise ValueError(f"config file {path}: {error}") from None

@@ -10,6 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 COLUMNS = ("step", "epoch", "metric", "value")
+#: Logged by every evaluation (with or without a test split, whatever the loss): its last step is the step of a
+#: run's final metrics.
+EVALUATION_METRIC = "train_eval_loss"
 
 
 class History:
@@ -67,19 +70,54 @@ class History:
         path = Path(path)
         temporary = path.with_name(path.name + ".tmp")
         frame = self.to_frame()
-        if path.suffix == ".parquet":
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(temporary, index=False)
-        temporary.replace(path)
+        try:
+            if path.suffix == ".parquet":
+                frame.to_parquet(temporary, index=False)
+            else:
+                frame.to_csv(temporary, index=False)
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> History:
-        """Read a table written by ``save``."""
+        """Read a table written by ``save``.
+
+        Raises:
+            ValueError: naming the file when it cannot be read as a history table.
+        """
         path = Path(path)
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        missing = set(COLUMNS) - set(frame.columns)
-        if missing:
-            raise ValueError(f"{path} is not a history table: columns {sorted(missing)} are missing")
-        return cls((int(r.step), float(r.epoch), str(r.metric), float(r.value)) for r in frame.itertuples(index=False))
+        try:
+            frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            missing = set(COLUMNS) - set(frame.columns)
+            if missing:
+                raise ValueError(f"columns {sorted(missing)} are missing")
+            return cls(
+                (int(r.step), float(r.epoch), str(r.metric), float(r.value)) for r in frame.itertuples(index=False)
+            )
+        except (OSError, ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise ValueError(f"{path} is not a history table (or cannot be read): {error}") from None
+
+
+def final_values(frame: pd.DataFrame, metrics: Iterable[str]) -> tuple[int | None, dict[str, float]]:
+    """A run's final metrics: the step of its last evaluation, and each metric's last value logged at or before
+    that step (NaN for a metric never logged by then; every value NaN and the step None without an evaluation).
+
+    Values logged after the last evaluation (the losses of a run that diverged or was stopped between two
+    evaluations) are not final metrics: they describe weights that were never evaluated.
+
+    Args:
+        frame: a tidy history (columns step, epoch, metric, value).
+        metrics: the metric names.
+    """
+    evaluations = frame.step[frame.metric == EVALUATION_METRIC]
+    if evaluations.empty:
+        return None, {name: math.nan for name in metrics}
+    step = int(evaluations.max())
+    logged = frame[frame.step <= step].sort_values("step", kind="stable")
+    values = {}
+    for name in metrics:
+        series = logged.value[logged.metric == name]
+        values[name] = float(series.iloc[-1]) if len(series) else math.nan
+    return step, values

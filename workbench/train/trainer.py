@@ -7,13 +7,15 @@ tidy ``History`` that other threads may read at any time.
 non-finite or exploding loss ends the run cleanly (status ``"diverged"``) with its history kept. With a run
 directory, the config, the history, a checkpoint and a summary are written there as training goes, so a
 stopped or crashed run leaves everything computed so far on disk; ``Trainer.from_checkpoint(path)`` continues
-a run exactly (same seed → identical history on CPU).
+a run exactly (same seed → identical history on CPU). While it runs, the trainer holds the run folder's lock
+(``RunFolder.lock``); a fresh run replaces the files of a previous run in its folder, a continued one only the
+outcome of its previous attempt. Checkpoints are read with ``weights_only=True`` after their checksum matched
+(``workbench.train.checkpoint``).
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -21,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from workbench.batching import batch_size, chunks, move_to, split
@@ -31,15 +32,23 @@ from workbench.losses import CROSS_ENTROPY, BatchLoss, ModelLoss, model_loss
 from workbench.models import build_model
 from workbench.modes import eval_mode
 from workbench.optim import optimizer_entry
+from workbench.train.checkpoint import (
+    check_writer,
+    read_checkpoint,
+    restore_rng_states,
+    rng_states,
+    write_checkpoint,
+    writer_record,
+)
 from workbench.train.config import TrainConfig
 from workbench.train.control import RunControl
 from workbench.train.data import EVAL_BATCH, training_data
 from workbench.train.evaluate import Metrics, evaluate
-from workbench.train.history import History
+from workbench.train.history import History, final_values
 from workbench.train.optimizers import build_optimizer
 from workbench.train.precision import check_first_loss, mixed_precision
 from workbench.train.probing import CurvatureProbe
-from workbench.train.run_folder import RunFolder
+from workbench.train.run_folder import TENSORBOARD_DIR, RunFolder
 from workbench.train.schedule import lr_factor
 from workbench.train.tensorboard_sink import TensorBoardSink
 
@@ -69,13 +78,15 @@ class TrainEvent:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """How a run ended: status "finished", "stopped" or "diverged", with the reason and last metrics."""
+    """How a run ended: status "finished", "stopped" or "diverged", with the reason, and the final metrics as of
+    the last evaluation, taken at step ``final_step`` (None: never evaluated; see ``Trainer.final_metrics``)."""
 
     status: str
     reason: str
     steps: int
     seconds: float
     final: dict[str, float]
+    final_step: int | None = None
 
 
 Callback = Callable[[TrainEvent], None]
@@ -218,9 +229,22 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        """Train until ``total_steps``, a stop request or a divergence; returns how the run ended."""
-        if self.folder is not None:
-            self.folder.create().write_config(self.config)
+        """Train until ``total_steps``, a stop request or a divergence; returns how the run ended.
+
+        Raises:
+            ValueError: when another process holds the run folder (see ``RunFolder.lock``).
+        """
+        if self.folder is None:
+            return self._run()
+        with self.folder.lock():
+            if self.step == 0 and len(self.history) == 0:
+                self.folder.remove_run_files(keep=(TENSORBOARD_DIR,))  # a previous run's files; the sink's are open
+            else:
+                self.folder.remove_outcome()
+            self.folder.write_config(self.config)
+            return self._run()
+
+    def _run(self) -> TrainResult:
         self.status = "running"
         self._emit("start", {})
         if self.step == 0 and len(self.history) == 0:
@@ -252,27 +276,36 @@ class Trainer:
         if self.status == "finished" and not self._evaluation_due():
             self._evaluate()  # finished runs always end with an evaluation of the final weights
         self._flush(checkpoint=True)
-        result = TrainResult(self.status, self.reason, self.step, self.seconds, self.final_metrics())
+        result = TrainResult(self.status, self.reason, self.step, self.seconds, self.final_metrics(), self.final_step)
         if self.folder is not None:
             self.folder.write_summary(self.summary())
         self._emit("end", result.final)
         return result
 
     def summary(self, status: str | None = None) -> dict[str, Any]:
-        """What summary.json holds: status (this trainer's, unless given), reason, steps, seconds, final metrics
-        and the config."""
+        """What summary.json holds: status (this trainer's, unless given), reason, steps, seconds, the final
+        metrics with ``final_step``, the step they were taken at (see ``final_metrics``), and the config."""
         return {
             "status": self.status if status is None else status,
             "reason": self.reason,
             "steps": self.step,
             "seconds": self.seconds,
+            "final_step": self.final_step,
             "final": self.final_metrics(),
             "config": self.config.to_dict(),
         }
 
     def final_metrics(self) -> dict[str, float]:
-        """The last logged value of the headline metrics (NaN for those never logged)."""
-        return {name: self.history.last(name) for name in FINAL_METRICS}
+        """The headline metrics as of the last evaluation (``final_step``): each one's last value logged at or
+        before that step, NaN for those never logged. A finished run ends with an evaluation of its final
+        weights; a stopped or diverged one keeps the metrics of its last evaluation, not the losses logged after
+        it (``workbench.train.history.final_values``)."""
+        return final_values(self.history.to_frame(), FINAL_METRICS)[1]
+
+    @property
+    def final_step(self) -> int | None:
+        """The step of the last evaluation, which the final metrics describe (None before the first)."""
+        return final_values(self.history.to_frame(), ())[0]
 
     def probe_due(self, step: int) -> bool:
         """Whether the curvature probes run at ``step`` (before that step's update, on the same weights)."""
@@ -372,17 +405,26 @@ class Trainer:
 
     def save_to(self, folder: RunFolder, status: str | None = None) -> RunFolder:
         """Write the run as it is now into ``folder``: config, history, checkpoint and summary (``status``
-        overriding this trainer's); call it only while the trainer does not step."""
-        folder.create().write_config(self.config)
-        folder.write_history(self.history)
-        self.save_checkpoint(folder.checkpoint)
-        folder.write_summary(self.summary(status))
+        overriding this trainer's), under the folder's lock; the files of another run there are removed first.
+        Call it only while the trainer does not step."""
+        own = self.folder is not None and self.folder.path.resolve() == folder.path.resolve()
+        with folder.lock():
+            if own:
+                folder.remove_outcome()
+            else:
+                folder.remove_run_files()
+            folder.write_config(self.config)
+            folder.write_history(self.history)
+            self.save_checkpoint(folder.checkpoint)
+            folder.write_summary(self.summary(status))
         return folder
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimizer (with its eigen-tracker), probe warm start,
-        history, step, timers and every random-number generator."""
+        """Everything needed to continue exactly, as plain values (tensors, numbers, strings, lists, dicts):
+        weights, optimizer (with its eigen-tracker), probe warm start, history, step, timers, every random-number
+        generator, and what wrote it (``checkpoint.writer_record``)."""
         return {
+            "writer": writer_record(self.optimizer),
             "config": self.config.to_dict(),
             "step": self.step,
             "seconds": self.seconds,
@@ -391,18 +433,23 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "probe_eigenvectors": None if self.probe is None else self.probe.eigenvectors,
             "history": self.history.rows_since(0),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng_states(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict`` taken from a trainer with the same config."""
+        """Restore a ``state_dict`` taken from a trainer with the same config, optimizer class and world size.
+
+        Raises:
+            ValueError: naming the config keys that differ, or the optimizer class or world size.
+        """
         if state["config"] != self.config.to_dict():
-            raise ValueError("the checkpoint was taken with a different config; build the Trainer from its config")
+            ours = self.config.to_dict()
+            keys = sorted(key for key in {*ours, *state["config"]} if ours.get(key) != state["config"].get(key))
+            raise ValueError(
+                f"the checkpoint was taken with a different config ({', '.join(keys)} differ); build the Trainer "
+                "from its config"
+            )
+        check_writer(state.get("writer"), self.optimizer)
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
         self._initial_loss = state["initial_loss"]
@@ -412,20 +459,11 @@ class Trainer:
             vectors = state["probe_eigenvectors"]
             self.probe.eigenvectors = None if vectors is None else vectors.to(self.device)
         self.history = History(state["history"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"]:
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        restore_rng_states(state["rng"])
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write ``state_dict()`` to ``path`` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), temporary)
-        temporary.replace(path)
-        return path
+        """Write ``state_dict()`` to ``path`` atomically, with its checksum (``checkpoint.write_checkpoint``)."""
+        return write_checkpoint(path, self.state_dict())
 
     @classmethod
     def from_checkpoint(
@@ -440,9 +478,21 @@ class Trainer:
         """A trainer continuing from ``checkpoint`` (a file written by ``save_checkpoint``) with its config. A run
         of your own model and data needs them again (``model=``, ``train_data=``, ``test_data=``, ``loss_fn=``,
         ``metrics_fn=``, ``probe_data=`` as for ``Trainer``); the weights and everything else come from the
-        checkpoint."""
-        state = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
-        config = TrainConfig.from_dict(state["config"])
-        trainer = cls(config, run_dir=run_dir, callbacks=callbacks, data=data, **own)
-        trainer.load_state_dict(state)
+        checkpoint.
+
+        Raises:
+            ValueError: naming the file when it is missing, damaged, not a workbench checkpoint, or written with
+                another optimizer class or world size.
+        """
+        state = read_checkpoint(checkpoint)
+        try:
+            config = TrainConfig.from_dict(state["config"])
+            trainer = cls(config, run_dir=run_dir, callbacks=callbacks, data=data, **own)
+            trainer.load_state_dict(state)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(
+                f"checkpoint {checkpoint} does not hold a Trainer state ({type(error).__name__}: {error})"
+            ) from None
+        except ValueError as error:
+            raise ValueError(f"checkpoint {checkpoint}: {error}") from None
         return trainer

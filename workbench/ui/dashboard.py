@@ -238,7 +238,7 @@ class TrainingDashboard(Panel):
             self._put_aside()
             self._runs_started += 1
             label = self._unique_label(run_label(config))
-            run_dir = None if self.runs_dir is None else self.runs_dir / f"run-{self._runs_started:03d}"
+            run_dir = None if self.runs_dir is None else self._new_run_dir(self.runs_dir)
             self.run = LiveRun(
                 config,
                 data=self._dataset(config),
@@ -252,6 +252,12 @@ class TrainingDashboard(Panel):
         self._sync_buttons()
         self._show_status()
         return self.run
+
+    def _new_run_dir(self, runs_dir: Path) -> Path:
+        """The next ``runs_dir/run-NNN`` that holds nothing yet (runs of an earlier session are never replaced)."""
+        while RunFolder(runs_dir / f"run-{self._runs_started:03d}").entries():
+            self._runs_started += 1
+        return runs_dir / f"run-{self._runs_started:03d}"
 
     def pause(self) -> None:
         """Hold the run after its current step."""

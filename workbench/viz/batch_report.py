@@ -88,6 +88,7 @@ def write_batch_report(
     histories: pd.DataFrame,
     path: str | Path,
     *,
+    counted: pd.DataFrame,
     title: str,
     notes: str = "",
     metrics: Sequence[str] = SUMMARY_METRICS,
@@ -98,9 +99,11 @@ def write_batch_report(
     """Write the report of a batch to ``path``.
 
     Args:
-        runs: one row per run, finished or not: ``group``, ``state``, the ``metrics`` columns and any parameters;
-            the statistics and figures use the finished ones (state "finished") only.
-        histories: the finished runs' stacked histories (``run``, ``group``, step, epoch, metric, value).
+        runs: one row per run, finished or not: ``group``, ``state``, the ``metrics`` columns and any parameters
+            (all shown in the table of every run).
+        histories: the stacked histories (``run``, ``group``, step, epoch, metric, value) of the ``counted`` runs.
+        counted: the rows of ``runs`` the statistics and figures are over (``workbench.batch.records.counted_runs``:
+            the runs that trained to the end).
         title: page title.
         notes: a paragraph under the title (the grid's description, failures).
         metrics: summary metrics in the table and the mean ± std figure.
@@ -109,7 +112,7 @@ def write_batch_report(
         reference: the group ``comparison`` compares with.
     """
     path = Path(path)
-    finished = runs[runs.state == "finished"]
+    finished = counted
     statistics = seed_statistics(finished, metrics)
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",

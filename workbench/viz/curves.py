@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from workbench.train.history import final_values
+
 # metric name in the history table → panel title (units in brackets)
 METRIC_TITLES = {
     "train_loss": "train loss (batch) [nats]",
@@ -75,27 +77,27 @@ def metrics_figure(
 
 
 def summary_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per run: final test accuracy and loss, best test accuracy, final λ1 and trace, and the means
-    of ∠(g, v1) and |cos∠(ε, v1)| over the probes."""
+    """One row per run: its steps, its final metrics (test accuracy and loss, λ1, trace) as of its last evaluation
+    and that evaluation's step ("final step": earlier than "steps" for a run that diverged or stopped between two
+    evaluations; ``workbench.train.history.final_values``), the best test accuracy, and the means of ∠(g, v1) and
+    |cos∠(ε, v1)| over the probes."""
     rows = []
     for label, frame in runs.items():
 
         def values(metric: str, frame: pd.DataFrame = frame) -> pd.Series:
             return frame[frame.metric == metric].sort_values("step").value
 
-        def last(metric: str) -> float:
-            series = values(metric)
-            return float(series.iloc[-1]) if len(series) else float("nan")
-
+        step, final = final_values(frame, ("test_accuracy", "test_loss", "lambda_1", "trace"))
         rows.append(
             {
                 "run": label,
                 "steps": int(frame.step.max()) if len(frame) else 0,
-                "final test accuracy": last("test_accuracy"),
+                "final step": step,
+                "final test accuracy": final["test_accuracy"],
                 "best test accuracy": float(values("test_accuracy").max()),
-                "final test loss": last("test_loss"),
-                "final λ1": last("lambda_1"),
-                "final trace": last("trace"),
+                "final test loss": final["test_loss"],
+                "final λ1": final["lambda_1"],
+                "final trace": final["trace"],
                 "mean ∠(g, v1) [deg]": float(values("angle_g_v1").mean()),
                 "mean |cos∠(ε, v1)|": float(values("alignment_eps_v1").mean()),
             }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,7 +29,7 @@ def load_runs(run_dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
 
 
 def write_report(runs: Mapping[str, pd.DataFrame], path: str | Path, *, title: str, notes: str = "") -> Path:
-    """Write a comparison report of ``runs`` (label → tidy history) to ``path``.
+    """Write a comparison report of ``runs`` (label → tidy history) to ``path``, and nothing else.
 
     The page holds a summary table and the training, curvature and alignment panels; it embeds plotly.js once,
     so it needs neither a server nor the internet.
@@ -53,6 +52,4 @@ def write_report(runs: Mapping[str, pd.DataFrame], path: str | Path, *, title: s
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
-    records = json.loads(table.to_json(orient="records"))  # NaN becomes null: valid JSON for every reader
-    path.with_suffix(".json").write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
     return path
