@@ -159,3 +159,7 @@ def test_models_support_both_hessian_vector_product_backends(name: str) -> None:
     ops = [HessianOperator(model, F.cross_entropy, (inputs.double(), targets), hvp=hvp) for hvp in ("graph", "func")]
     vector = torch.randn(ops[0].num_params, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(ops[0].matvec(vector), ops[1].matvec(vector))
+
+
+def test_every_registered_model_is_covered_here_or_in_the_language_tests() -> None:
+    assert set(MODELS) == set(SHAPES) | {"transformer"}
