@@ -163,9 +163,9 @@ def _lanczos(
         product = op.batched_matvec(basis[size - 1 : size].to(op.device))[0].to(storage)
         hvps += 1
         coefficients = current @ product
-        product = product - coefficients @ current
+        product.addmv_(current.T, coefficients, alpha=-1)  # in place: no parameter-sized temporary
         correction = current @ product  # second Gram–Schmidt pass keeps the basis orthogonal in float32
-        product = product - correction @ current
+        product.addmv_(current.T, correction, alpha=-1)
         column = (coefficients + correction).double().cpu()
         projected[:size, size - 1] = column
         projected[size - 1, :size] = column
@@ -178,8 +178,9 @@ def _lanczos(
         scale = theta[:found].abs().clamp_min(torch.finfo(torch.float64).tiny)
         converged = found == k and bool((residuals[:k] <= tol * scale).all())
         if converged or hvps >= max_iter or (size == n and found == k):
-            ritz = ((vectors[:, :k].T.to(device=storage, dtype=op.dtype)) @ current).to(op.device)
-            ritz = ritz / ritz.norm(dim=1, keepdim=True)
+            _rotate_in_place(basis, vectors[:, :k].T.to(device=storage, dtype=op.dtype))
+            ritz = basis[:k].to(op.device, copy=True)
+            ritz /= ritz.norm(dim=1, keepdim=True)
             return EigenResult(theta[:k].clone(), ritz, residuals[:k].clone(), hvps, converged or size == n, "lanczos")
         breakdown = beta <= 1e-12 * max(1.0, float(theta.abs().max()))
         if breakdown:  # an invariant subspace: continue from a fresh direction orthogonal to it
@@ -188,12 +189,12 @@ def _lanczos(
                 product = product - (current @ product) @ current
             beta = float(product.norm())
         if size < size_limit:
-            basis[size] = product / beta
+            torch.div(product, beta, out=basis[size])
             size += 1
             continue
         # thick restart: keep the best `keep` Ritz vectors, then continue with the residual direction
         _rotate_in_place(basis, vectors[:, :keep].T.to(device=storage, dtype=op.dtype))
-        basis[keep] = product / beta
+        torch.div(product, beta, out=basis[keep])
         projected.zero_()
         projected[:keep, :keep] = torch.diag(theta[:keep])
         size = keep + 1
