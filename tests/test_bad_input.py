@@ -238,8 +238,9 @@ def fake_batch_run(output: Path, index: int, *, diverged: bool = False) -> Path:
     """A run folder as `workbench batch run` leaves a finished run: params.json, history.csv, result.json."""
     name = f"sgd_seed={index}_0000000{index}"
     folder = output / name
-    rows = [(0, 0.0, "test_accuracy", 0.1), (0, 0.0, "train_loss", 2.3)]
-    rows += [(1, 0.1, "train_loss", math.nan)] if diverged else [(4, 0.4, "test_accuracy", 0.8 + index / 100)]
+    rows = [(0, 0.0, "test_accuracy", 0.1), (0, 0.0, "train_eval_loss", 2.3), (0, 0.0, "train_loss", 2.3)]
+    evaluation = [(4, 0.4, "test_accuracy", 0.8 + index / 100), (4, 0.4, "train_eval_loss", 0.5)]
+    rows += [(1, 0.1, "train_loss", math.nan)] if diverged else evaluation
     folder.mkdir(parents=True)
     History(rows).save(folder / "history.csv")
     params = {"name": name, "variant": "sgd", "axes": {"seed": index}, "options": {"seed": index}, "group": "sgd",

@@ -34,6 +34,7 @@ def test_run_metrics_take_last_values_means_and_acute_optimizer_angles():
     frame = history(
         [
             (0, "test_accuracy", 0.5), (10, "test_accuracy", 0.8), (20, "test_accuracy", 0.7),
+            (0, "train_eval_loss", 2.0), (10, "train_eval_loss", 1.0), (20, "train_eval_loss", 0.5),
             (20, "train_accuracy", 1.0), (0, "lambda_1", 4.0), (20, "lambda_1", 2.0),
             (0, "alignment_eps_v1", 0.1), (20, "alignment_eps_v1", 0.3),
             (0, "opt_angle_descent_eigenvector", 100.0), (1, "opt_angle_descent_eigenvector", 60.0),

@@ -431,6 +431,7 @@ class Trainer:
             "initial_loss": self._initial_loss,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": None if self.optimizer.grad_scaler is None else self.optimizer.grad_scaler.state_dict(),
             "probe_eigenvectors": None if self.probe is None else self.probe.eigenvectors,
             "history": self.history.rows_since(0),
             "rng": rng_states(),
@@ -455,6 +456,8 @@ class Trainer:
         self._initial_loss = state["initial_loss"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer.grad_scaler is not None and state.get("grad_scaler"):
+            self.optimizer.grad_scaler.load_state_dict(state["grad_scaler"])
         if self.probe is not None:
             vectors = state["probe_eigenvectors"]
             self.probe.eigenvectors = None if vectors is None else vectors.to(self.device)
