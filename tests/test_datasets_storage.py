@@ -182,7 +182,7 @@ def _assert_names_the_manual_steps(message: str, root: Path) -> None:
 def test_unwritable_or_unusable_roots_are_named(tmp_path, fast_mnist1d) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(ValueError, match=re.escape(f"data root {blocker / 'sub'} is not writable")):
+    with pytest.raises(ValueError, match=re.escape(f"data root {blocker / 'sub'} cannot be created or written")):
         prepare_dataset("mnist1d", blocker / "sub")
     with pytest.raises(ValueError, match=re.escape(f"data root {blocker} is not a directory")):
         dataset_status("cifar10", blocker)
@@ -243,7 +243,7 @@ def test_data_prepare_offline_exits_1_with_the_manual_steps(tmp_path, capsys, mo
     [
         (["prepare", "imagenet"], "name must be one of 'moons'"),
         (["list", "mnist1d", "imagenet"], "name must be one of 'moons'"),
-        (["prepare", "mnist1d", "--data-dir", "{blocker}/sub"], "data root {blocker}/sub is not writable"),
+        (["prepare", "mnist1d", "--data-dir", "{blocker}/sub"], "data root {blocker}/sub cannot be created or written"),
         (["list", "--data-dir", "{blocker}"], "data root {blocker} is not a directory"),
     ],
 )

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import sysconfig
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from workbench._checks import check_choice
+from workbench._checks import check_choice, check_writable_folder
 from workbench.datasets import mnist1d
 from workbench.datasets.cifar import CIFAR10, CIFAR100, CifarRelease, missing_files, release_directory
 from workbench.datasets.registry import DATASETS, dataset_options, load_dataset
@@ -117,11 +116,9 @@ def check_writable(root: Path) -> None:
         ValueError: naming the root and the operating system's reason.
     """
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=root):
-            pass
-    except OSError as error:
-        raise ValueError(f"data root {root} is not writable ({error.strerror or error}); {_CHOOSE_ROOT}") from None
+        check_writable_folder("data root", root)
+    except ValueError as error:
+        raise ValueError(f"{error}; {_CHOOSE_ROOT}") from None
 
 
 def disk_bytes(path: Path) -> int:
