@@ -48,3 +48,8 @@ def test_save_and_open_continue_your_own_run(dashboard, tmp_path):
     dashboard.save(tmp_path / "mine")
     dashboard.open(tmp_path / "mine")
     assert dashboard.run.trainer.step == 6 and dashboard.run.config.model is None
+
+
+def test_a_model_name_is_still_a_setting():
+    named = training_dashboard(model="mlp", dataset="moons", steps=2)
+    assert named.config().model == "mlp" and named.setup is None

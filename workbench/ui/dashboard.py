@@ -452,7 +452,7 @@ def training_dashboard(
     config: TrainConfig | None = None,
     *,
     runs_dir: str | Path | None = None,
-    model: torch.nn.Module | None = None,
+    model: torch.nn.Module | str | None = None,
     train_data: Iterable[Any] | None = None,
     test_data: Iterable[Any] | None = None,
     loss_fn: ModelLoss | BatchLoss | None = None,
@@ -467,12 +467,15 @@ def training_dashboard(
         config: a base ``TrainConfig`` (default: ``TrainConfig()``, MNIST-1D with the 1-D CNN).
         runs_dir: directory each run writes its run directory into as it trains (default: none, save by hand).
         model, train_data, test_data, loss_fn, metrics_fn, probe_data: your own, as for ``Trainer``; every run
-            starts from ``model``'s weights as they are now (the model itself is never trained).
+            starts from ``model``'s weights as they are now (the model itself is never trained). A ``model`` given as
+            text is the name of a registered model, as in ``TrainConfig``.
         **settings: any ``TrainConfig`` field, overriding ``config``.
 
     Raises:
         ValueError: for an unknown field or a bad value, naming it.
     """
+    if isinstance(model, str):  # a registered model's name: a TrainConfig setting like the others
+        settings["model"], model = model, None
     base = TrainConfig.from_dict({**(config or TrainConfig()).to_dict(), **settings})
     own = {"model": model, "train_data": train_data, "test_data": test_data, "loss_fn": loss_fn,
            "metrics_fn": metrics_fn, "probe_data": probe_data}  # fmt: skip
