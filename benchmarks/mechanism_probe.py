@@ -80,6 +80,18 @@ def main() -> None:
         print(f"  {name:22s} per probe: wall {1000 * extra_wall:7.1f} ms = {extra_wall / (wall0 / args.steps):5.1f} "
               f"steps, cpu {1000 * extra_cpu:7.1f} ms = {extra_cpu / (cpu0 / args.steps):5.1f} steps; "
               f"HVPs: curvature {probe_hvps:.1f}, mechanism {mechanism_hvps:.1f}")  # fmt: skip
+    trainer = Trainer(probed, data=data)
+    trainer.run()
+    parts = {"curvature probe": lambda: trainer.probe.measure(args.steps),
+             "weight and logit norms": lambda: trainer.scale_probe.measure(args.steps)}  # fmt: skip
+    seconds: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(20):
+        for name, measure in parts.items():
+            started = time.process_time()
+            measure()
+            seconds[name].append(time.process_time() - started)
+    print("  in process, at the last weights (cpu, median of 20 interleaved): "
+          + ", ".join(f"{name} {1000 * statistics.median(s):.2f} ms" for name, s in seconds.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

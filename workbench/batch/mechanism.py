@@ -10,8 +10,8 @@ curvatures:
   (``workbench.probes.mechanism``), so κ − cos² is what the expansion's cross terms (and beyond) add.
 
 Per run (``mechanism_metrics``): agreement of predicted and observed λ1 changes, the share of the direction's λ1
-rate from r (of the whole direction, and of SAM's own part Hε + r), the share of r along ∇λ1 that the Taylor term
-explains; per group and bucket of a column (``bucket_table``): counts, medians and means with standard errors.
+rate from r (of the whole direction, and of SAM's own part Hε + r), and how much of κ the Taylor term explains;
+per group and bucket of a column (``bucket_table``): counts, medians and means with standard errors.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ MECHANISM_METRICS = (
     "rate_change_slope",
     "remainder_share",
     "remainder_share_of_sam_part",
-    "taylor_share",
-    "taylor_correlation",
     "mean_remainder_normalized",
     "mean_alignment_squared",
+    "taylor_share",
+    "taylor_slope",
+    "taylor_intercept",
+    "taylor_correlation",
 )
 
 
@@ -80,8 +82,13 @@ def mechanism_metrics(history: pd.DataFrame) -> dict[str, float]:
     * ``remainder_share``: Σ r-part / Σ (g + Hε + r parts) of the direction's λ1 rate (sums over probes, so that
       steps with a near-zero rate do not dominate); ``remainder_share_of_sam_part``: Σ r-part / Σ (Hε + r parts),
       r's share of what the perturbation adds to the plain gradient's rate;
-    * ``taylor_share``: Σ Taylor term / Σ measured ⟨r, ∇λ1⟩/‖∇λ1‖; ``taylor_correlation``: their correlation;
-    * ``mean_remainder_normalized`` (κ) against ``mean_alignment_squared`` (cos²), its Taylor prediction.
+    * ``mean_remainder_normalized`` (κ) against ``mean_alignment_squared`` (cos²), its Taylor prediction, and
+      ``taylor_share`` = their ratio, mean cos² / mean κ: the share of r's normalised component along ∇λ1 that the
+      second-order Taylor term accounts for (1 if it were the whole story; κ is normalised per probe, so steps
+      with a large ‖∇λ1‖ do not dominate);
+    * ``taylor_slope`` and ``taylor_intercept``: the least-squares line κ = slope·cos² + intercept over the probes
+      (Taylor: 1 and 0; the intercept is what ε's components off v1 add on average), ``taylor_correlation``: the
+      correlation of κ with cos².
     """
     table = probe_steps(history)
     values = dict.fromkeys(MECHANISM_METRICS, math.nan)
@@ -100,10 +107,15 @@ def mechanism_metrics(history: pd.DataFrame) -> dict[str, float]:
     second = decomposed.lambda_1_rate_second_order.sum()
     values["remainder_share"] = _ratio(remainder, remainder + second + decomposed.lambda_1_rate_gradient.sum())
     values["remainder_share_of_sam_part"] = _ratio(remainder, remainder + second)
-    values["taylor_share"] = _ratio(decomposed.remainder_along_taylor.sum(), decomposed.remainder_along.sum())
-    values["taylor_correlation"] = _correlation(decomposed.remainder_along, decomposed.remainder_along_taylor)
-    values["mean_remainder_normalized"] = float(decomposed.remainder_normalized.mean())
-    values["mean_alignment_squared"] = float(decomposed.alignment_squared.mean())
+    fitted = decomposed.dropna(subset=["remainder_normalized", "alignment_squared"])
+    kappa, aligned = fitted.remainder_normalized, fitted.alignment_squared
+    values["mean_remainder_normalized"] = float(kappa.mean())
+    values["mean_alignment_squared"] = float(aligned.mean())
+    values["taylor_share"] = _ratio(aligned.mean(), kappa.mean())
+    if len(fitted) >= 3 and aligned.std() > 0:
+        slope, intercept = np.polyfit(aligned.to_numpy(float), kappa.to_numpy(float), 1)
+        values["taylor_slope"], values["taylor_intercept"] = float(slope), float(intercept)
+    values["taylor_correlation"] = _correlation(kappa, aligned)
     return values
 
 
@@ -114,9 +126,10 @@ def bucket_table(
     ``[edges[i], edges[i+1])`` of ``column`` (the last bucket closed).
 
     Returns one row per group and bucket: ``bucket`` (its interval as text), ``probes``, the mean of ``column``,
-    ``median_rate_per_lr``, ``mean_remainder_normalized`` with ``sem_remainder_normalized`` (standard error over the
-    probes) beside ``mean_alignment_squared`` (κ's Taylor prediction), and ``remainder_descends``, the fraction of
-    probes where r's part of the direction lowers λ1.
+    ``median_rate_per_lr`` (of the update) and the medians of the Hε and r parts of the direction's rate per unit
+    lr (``median_second_order_rate_per_lr``, ``median_remainder_rate_per_lr``), ``mean_remainder_normalized`` with
+    ``sem_remainder_normalized`` (standard error over the probes) beside ``mean_alignment_squared`` (κ's Taylor
+    prediction), and ``remainder_descends``, the fraction of probes where r's part of the direction lowers λ1.
 
     Raises:
         ValueError: naming ``edges`` unless they are at least two increasing numbers.
@@ -141,6 +154,8 @@ def bucket_table(
                 "probes": len(part),
                 f"mean_{column}": float(part[column].mean()),
                 "median_rate_per_lr": float(part.rate_per_lr.median()),
+                "median_second_order_rate_per_lr": float((part.lambda_1_rate_second_order / part.lr).median()),
+                "median_remainder_rate_per_lr": float((part.lambda_1_rate_remainder / part.lr).median()),
                 "mean_remainder_normalized": float(normalized.mean()) if len(normalized) else math.nan,
                 "sem_remainder_normalized": float(normalized.std() / np.sqrt(len(normalized)))
                 if len(normalized) > 1
