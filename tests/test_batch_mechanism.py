@@ -53,7 +53,16 @@ def test_run_metrics_are_ratios_of_sums_and_correlations():
     assert metrics["probes"] == 4 and metrics["mean_rate_per_lr"] == pytest.approx(-0.0625)
     assert metrics["remainder_share"] == pytest.approx(-0.006 / -0.027)
     assert metrics["remainder_share_of_sam_part"] == pytest.approx(-0.006 / -0.011)
-    assert metrics["taylor_share"] == pytest.approx(0.004 / 0.007)
+    kappa = [0.004 / 0.0025, 0.001 / 0.0025, 0.0, 0.002 / 0.0025]  # ⟨r, ∇λ1⟩/‖∇λ1‖ over ½‖ε‖²‖∇λ1‖
+    aligned = [0.25, 0.04, 0.01, 0.01]
+    assert metrics["mean_remainder_normalized"] == pytest.approx(sum(kappa) / 4)
+    assert metrics["taylor_share"] == pytest.approx(sum(aligned) / sum(kappa))
+    x_mean, y_mean = sum(aligned) / 4, sum(kappa) / 4
+    slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(aligned, kappa, strict=True)) / sum(
+        (x - x_mean) ** 2 for x in aligned
+    )
+    assert metrics["taylor_slope"] == pytest.approx(slope)
+    assert metrics["taylor_intercept"] == pytest.approx(y_mean - slope * x_mean)
     assert 0.95 < metrics["rate_change_correlation"] <= 1 and metrics["rate_change_slope"] == pytest.approx(
         (0.02 * 0.018 + 0.01 * 0.011 + 0.01 * 0.012 + 0.005 * 0.004) / (0.02**2 + 0.01**2 + 0.01**2 + 0.005**2)
     )
