@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from workbench.toy.basins import basin_name, flow_to_minimum
-from workbench.toy.landscapes import LANDSCAPES, AnisotropicQuadratic, GaussianWells, SharpFlatBasins, make_landscape
+from workbench.toy.landscapes import (
+    LANDSCAPES,
+    AnisotropicQuadratic,
+    GaussianWells,
+    Landscape,
+    SharpFlatBasins,
+    make_landscape,
+)
 
 LANDSCAPE_VARIANTS = [
     ("quadratic", {}),
@@ -40,6 +47,55 @@ def test_gradient_and_hessian_match_autograd(name, params):
     torch.testing.assert_close(landscape.value(points), torch.stack([landscape.value(p) for p in points]))
     torch.testing.assert_close(landscape.gradient(points), torch.stack([landscape.gradient(p) for p in points]))
     torch.testing.assert_close(landscape.hessian(points), torch.stack([landscape.hessian(p) for p in points]))
+
+
+@pytest.mark.parametrize(("name", "params"), LANDSCAPE_VARIANTS)
+def test_third_derivative_and_eigenvalue_gradient_match_autograd(name, params):
+    landscape = make_landscape(name, **params)
+    points = random_points(landscape)
+    isotropic = name == "quadratic" and params.get("lambda_max") == params.get("lambda_min", 1.0)
+
+    def top_eigenvalue(theta):
+        return torch.linalg.eigvalsh(torch.func.hessian(landscape.value)(theta))[-1]
+
+    for theta in points:
+        torch.testing.assert_close(
+            landscape.third_derivative(theta), torch.func.jacfwd(torch.func.hessian(landscape.value))(theta)
+        )
+        expected = torch.zeros(2, dtype=torch.float64) if isotropic else torch.func.grad(top_eigenvalue)(theta)
+        torch.testing.assert_close(landscape.top_eigenvalue_gradient(theta), expected)
+    torch.testing.assert_close(
+        landscape.third_derivative(points), torch.stack([landscape.third_derivative(p) for p in points])
+    )
+    torch.testing.assert_close(
+        landscape.top_eigenvalue_gradient(points), torch.stack([landscape.top_eigenvalue_gradient(p) for p in points])
+    )
+
+
+class CubicBowl(Landscape):
+    """L = ½(x² + y²) + x³: λ1 = λ2 = 1 at x = 0, where λ1 has a kink (∇²L = diag(1 + 6x, 1))."""
+
+    name, bounds, minima = "cubic", ((-1.0, 1.0), (-1.0, 1.0)), ()
+
+    def value(self, theta):
+        return 0.5 * (theta**2).sum(-1) + theta[..., 0] ** 3
+
+    def gradient(self, theta):
+        return theta + torch.stack([3 * theta[..., 0] ** 2, torch.zeros_like(theta[..., 0])], -1)
+
+    def hessian(self, theta):
+        return torch.diag_embed(torch.stack([1 + 6 * theta[..., 0], torch.ones_like(theta[..., 0])], -1))
+
+    def third_derivative(self, theta):
+        third = theta.new_zeros(*theta.shape[:-1], 2, 2, 2)
+        third[..., 0, 0, 0] = 6.0
+        return third
+
+
+def test_eigenvalue_gradient_is_nan_at_a_kink_and_one_sided_beside_it():
+    gradients = CubicBowl().top_eigenvalue_gradient(torch.tensor([[0.0, 0.5], [0.1, 0.5], [-0.1, 0.5]]).double())
+    assert torch.isnan(gradients[0]).all()
+    torch.testing.assert_close(gradients[1:], torch.tensor([[6.0, 0.0], [0.0, 0.0]]).double())
 
 
 @pytest.mark.parametrize(("name", "params"), LANDSCAPE_VARIANTS)

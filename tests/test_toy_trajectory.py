@@ -11,7 +11,7 @@ import torch
 
 from workbench.optim import SAM, XSAM, EigenSAM
 from workbench.optim.rules import eigen_sam_perturbation, sam_perturbation, xsam_direction
-from workbench.toy.landscapes import CurvedValley, SharpFlatBasins
+from workbench.toy.landscapes import AnisotropicQuadratic, CurvedValley, GaussianWells, SharpFlatBasins
 from workbench.toy.trajectory import METHODS, RunSettings, run_all, run_trajectory
 
 LANDSCAPE = SharpFlatBasins()
@@ -142,6 +142,41 @@ def test_recorded_vectors_obey_the_rules(switches):
             assert trajectory.cos_perturbation[t] == pytest.approx(cos)
 
 
+@pytest.mark.parametrize("switches", XSAM_SWITCHES[:2])
+def test_lambda1_gradient_rates_and_remainders_are_exact(switches):
+    landscape = GaussianWells()
+    settings = replace(RunSettings(rho=0.1, lr=0.001, steps=8), **switches)
+    for method, trajectory in run_all(landscape, (-0.7, 0.5), settings).items():
+        assert trajectory.lambda1_gradients.shape == (9, 2) and trajectory.remainders.shape == (8, 2)
+        for t in range(trajectory.steps + 1):
+            theta = torch.from_numpy(trajectory.positions[t])
+            np.testing.assert_allclose(trajectory.lambda1_gradients[t], landscape.top_eigenvalue_gradient(theta))
+        steps = np.diff(trajectory.positions, axis=0)
+        np.testing.assert_allclose(trajectory.lambda1_rates, (steps * trajectory.lambda1_gradients[:-1]).sum(1))
+        # small steps: the first-order change is the change (measured: within 1 % at lr = 0.001 here)
+        np.testing.assert_allclose(trajectory.lambda1_rates, trajectory.lambda1_changes, rtol=0.02)
+        if method == "GD":
+            assert np.isnan(trajectory.remainders).all() and np.isnan(trajectory.remainder_rates).all()
+            continue
+        for t in range(trajectory.steps):
+            theta = torch.from_numpy(trajectory.positions[t])
+            eps = torch.from_numpy(trajectory.perturbations[t])
+            expected = landscape.gradient(theta + eps) - landscape.gradient(theta) - landscape.hessian(theta) @ eps
+            np.testing.assert_allclose(trajectory.remainders[t], expected.numpy(), rtol=1e-10, atol=1e-14)
+        if method != "X-SAM":  # the direction is g_adv itself: r's part of the rate is −lr⟨r, ∇λ1⟩
+            expected_rates = -settings.lr * (trajectory.remainders * trajectory.lambda1_gradients[:-1]).sum(1)
+            np.testing.assert_allclose(trajectory.remainder_rates, expected_rates)
+
+
+def test_on_a_quadratic_lambda1_does_not_move_and_there_is_no_remainder():
+    trajectories = run_all(AnisotropicQuadratic(), (1.0, 1.5), RunSettings(steps=5))
+    for method, trajectory in trajectories.items():
+        assert not trajectory.lambda1_gradients.any() and not trajectory.lambda1_rates.any()
+        if method != "GD":
+            np.testing.assert_allclose(trajectory.remainders, 0.0, atol=1e-14)
+            np.testing.assert_allclose(trajectory.remainder_rates, 0.0, atol=1e-14)
+
+
 def test_gd_is_plain_gradient_descent_with_undefined_perturbation_angles():
     settings = RunSettings(lr=0.03, steps=5)
     trajectory = run_trajectory(LANDSCAPE, START, "GD", settings)
@@ -161,6 +196,8 @@ def test_runs_are_deterministic_and_tabulated():
     table = first["X-SAM"].table()
     assert len(table) == 9 and set(table["method"]) == {"X-SAM"}
     assert {"x", "y", "loss", "lambda1", "angle_gradient", "cos_perturbation", "directions_x"} <= set(table.columns)
+    assert {"lambda1_gradients_x", "lambda1_rates", "remainders_y", "remainder_rates"} <= set(table.columns)
+    assert not math.isnan(table["lambda1_gradients_x"].iloc[-1])  # ∇λ1 exists at the end point too
     assert math.isnan(table["angle_gradient"].iloc[-1])  # the end point has no step
 
 

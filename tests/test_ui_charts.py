@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -9,7 +10,14 @@ import pytest
 
 from workbench.train import History
 from workbench.ui.charts import LiveCharts, Throttle
-from workbench.viz.training_figures import DASHBOARD_METRICS, thin_indices, training_figure
+from workbench.viz import METRIC_TITLES, dashboard_panels, logged_panels, write_report
+from workbench.viz.training_figures import (
+    DASHBOARD_METRICS,
+    DASHBOARD_PANELS,
+    panel_metrics,
+    thin_indices,
+    training_figure,
+)
 
 
 def _log_steps(history: History, steps: range) -> None:
@@ -100,3 +108,44 @@ def test_the_static_figure_has_the_live_charts_traces():
         assert np.array_equal(np.asarray(live.x, float), np.asarray(drawn.x, float))
         assert np.array_equal(np.asarray(live.y, float), np.asarray(drawn.y, float))
         assert (live.line.color, live.xaxis, live.yaxis) == (drawn.line.color, drawn.xaxis, drawn.yaxis)
+
+
+def _log_mechanism(history: History, steps: range) -> None:
+    for step in steps:
+        if step % 5 == 0:
+            history.log(step, step / 10, {"lambda_1_rate": -0.01 * step, "lambda_1_change": -0.011 * step,
+                                          "remainder_along": 0.002, "remainder_along_taylor": 0.001,
+                                          "logit_norm": 1.0 + step, "weight_norm": 10.0})  # fmt: skip
+
+
+def test_opt_in_rows_follow_the_mechanism_and_scale_metrics_live_and_static():
+    panels = dashboard_panels(["mechanism", "scale"])
+    assert len(panels) == len(DASHBOARD_PANELS) + 6
+    history = History()
+    charts = LiveCharts(min_interval=0.0, panels=panels)
+    charts.follow("run", history)
+    _log_steps(history, range(12))
+    _log_mechanism(history, range(12))
+    charts.refresh(force=True)
+    traces = [trace for trace in charts.figure.data if trace.legendgroup == "run"]
+    by_metric = dict(zip(panel_metrics(panels), traces, strict=True))
+    assert list(by_metric["lambda_1_rate"].x) == [0, 5, 10] and by_metric["lambda_1_change"].line.dash == "dot"
+    assert list(by_metric["logit_norm"].y) == [1.0, 6.0, 11.0] and len(by_metric["adaptive_sharpness"].x) == 0
+    assert len(charts.figure.layout.annotations) == len(panels)  # one title per panel
+    static = training_figure({"run": history.to_frame()}, colors=charts.colors(), panels=panels)
+    assert [list(trace.x) for trace in static.data] == [list(trace.x) for trace in charts.figure.data]
+    with pytest.raises(ValueError, match="extras must be one of"):
+        dashboard_panels(["spectrum"])
+
+
+def test_the_report_draws_the_opt_in_panels_only_for_runs_that_logged_them(tmp_path):
+    plain, probed = History(), History()
+    _log_steps(plain, range(10))
+    _log_steps(probed, range(10))
+    _log_mechanism(probed, range(10))
+    assert set(logged_panels({"a": plain.to_frame()})) == {"training", "curvature"}
+    assert set(logged_panels({"a": plain.to_frame(), "b": probed.to_frame()})) == {
+        "training", "curvature", "mechanism", "scale"}  # fmt: skip
+    page = write_report({"b": probed.to_frame()}, tmp_path / "report.html", title="t").read_text()
+    for metric in ("remainder_along_taylor", "logit_norm"):  # plotly writes the titles as JSON strings
+        assert json.dumps(METRIC_TITLES[metric])[1:-1] in page

@@ -137,3 +137,14 @@ def test_a_reopened_run_continues_when_its_settings_are_unchanged(tmp_path):
     assert reopened.run.label == "run", "the reopened run itself goes on"
     reopened.stop()
     reopened.join(60)
+
+
+def test_the_mechanism_probe_brings_its_opt_in_rows_and_fills_them():
+    dashboard = _dashboard(steps=12, probe_every=5, probe_trace=False, probe_mechanism=True)
+    assert len(dashboard.charts.panels) == 12 and len(_dashboard().charts.panels) == 6
+    assert len(TrainingDashboard(moons_config(), panels=["scale"]).charts.panels) == 9
+    dashboard.start()
+    dashboard.join(60)
+    figure = dashboard.figure()
+    drawn = {trace.yaxis for trace in figure.data if trace.x is not None and len(trace.x)}
+    assert {"y7", "y8", "y9", "y11", "y12"} <= drawn  # the rate, r, its rates, logit and weight norms

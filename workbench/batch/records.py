@@ -31,7 +31,17 @@ LOG_FILE = "worker.log"
 FINISHED, FAILED, INCOMPLETE, NEW, UNREADABLE = "finished", "failed", "incomplete", "new", "unreadable"
 
 # Metrics of a run's history summarised in its result: the last logged value, and the mean over training.
-FINAL_METRICS = ("test_accuracy", "train_accuracy", "test_loss", "train_eval_loss", "lambda_1", "trace")
+FINAL_METRICS = (
+    "test_accuracy",
+    "train_accuracy",
+    "test_loss",
+    "train_eval_loss",
+    "lambda_1",
+    "trace",
+    "adaptive_sharpness",
+    "weight_norm",
+    "logit_norm",
+)
 MEAN_METRICS = ("lambda_1", "angle_g_v1", "angle_probe_gradient_v1", "alignment_eps_v1")
 # The optimizer's own angles to its tracked v, in [0°, 180°] with v's arbitrary sign; averaged as acute angles.
 MEAN_ACUTE_METRICS = (

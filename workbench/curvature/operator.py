@@ -87,6 +87,7 @@ class HessianOperator:
         self._graphs: list[list[torch.Tensor | None]] | None = None
         self.param_names = param_names(model, self.params) if self.hvp_method == "func" else None
         self.num_hvps = 0
+        self.num_third_order = 0
         self._check_loss_depends_on_params()
 
     @property
@@ -119,6 +120,27 @@ class HessianOperator:
             total += batch.weight * flatten(
                 [_zeros_if_none(g, p).detach() for g, p in zip(grads, self.params, strict=True)]
             )
+        return total
+
+    def quadratic_form_gradient(self, vector: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """∇θ(vᵀH(θ)v) for a fixed v: the loss's third derivative contracted with v twice, ``(num_params,)``.
+
+        At a unit eigenvector v of a simple eigenvalue λ this is ∇θλ (the eigenvector's own change drops out,
+        Hellmann–Feynman). Computed by differentiating the Hessian-vector product: H·v with its own graph (a
+        double backward through the gradient's graph), then one backward of ⟨v, H·v⟩; size-weighted over the
+        batches. Counted in ``num_third_order`` (one per call); it costs about two HVPs of the graph engine.
+
+        Args:
+            vector: v, a flat ``(num_params,)`` tensor or a per-parameter list (any norm: the result scales with
+                ‖v‖²).
+        """
+        flat = as_flat(vector, self.params, "vector").to(device=self.device, dtype=self.dtype).detach()
+        pieces = unflatten(flat, self.params)
+        total = torch.zeros(self.num_params, device=self.device, dtype=self.dtype)
+        for index, batch in enumerate(self._batches):
+            grads = self._grads_with_graph(index) if self.hvp_method == "graph" else self._compute_grads(index)
+            total += batch.weight * _quadratic_form_gradient(grads, self.params, pieces)
+        self.num_third_order += 1
         return total
 
     def to_linear_operator(self) -> LinearOperator:
@@ -263,6 +285,29 @@ def graph_hvp(
         dim=1,
     )
     return flat
+
+
+def _quadratic_form_gradient(
+    grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor], pieces: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """∇θ⟨v, H v⟩ through one batch's gradient graph (kept for later products); zeros where H does not depend on θ."""
+    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+    zeros = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=params[0].dtype)
+    if not live:
+        return zeros
+    products = torch.autograd.grad(
+        [grads[i] for i in live],
+        list(params),
+        grad_outputs=[pieces[i] for i in live],
+        create_graph=True,
+        retain_graph=True,
+        allow_unused=True,
+    )
+    form = sum((product * piece).sum() for product, piece in zip(products, pieces, strict=True) if product is not None)
+    if not isinstance(form, torch.Tensor) or not form.requires_grad:  # H·v constant in θ: the third derivative is 0
+        return zeros
+    third = torch.autograd.grad(form, list(params), retain_graph=True, allow_unused=True)
+    return torch.cat([_zeros_if_none(t, p).reshape(-1) for t, p in zip(third, params, strict=True)]).detach()
 
 
 def _check_device(device: str | torch.device, params: list[torch.nn.Parameter]) -> torch.device:

@@ -2,9 +2,13 @@
 
 Every landscape evaluates hand-derived torch formulas on a point θ of shape ``(2,)`` or on a batch of points of
 shape ``(m, 2)`` (a grid for contour plots): ``value`` returns ``()`` or ``(m,)``, ``gradient`` the shape of θ,
-``hessian`` ``(2, 2)`` or ``(m, 2, 2)``. The formulas are twice differentiable torch expressions, so the same
-``value`` also drives the ``workbench.optim`` optimizers through autograd (tests check formula against autograd).
-Coordinates and losses are dimensionless; curvatures (Hessian eigenvalues) are in loss units per unit θ².
+``hessian`` ``(2, 2)`` or ``(m, 2, 2)``, ``third_derivative`` ``(2, 2, 2)`` or ``(m, 2, 2, 2)``. The formulas are
+smooth torch expressions, so the same ``value`` also drives the ``workbench.optim`` optimizers through autograd
+(tests check formula against autograd). Coordinates and losses are dimensionless; curvatures (Hessian eigenvalues)
+are in loss units per unit θ².
+
+From the third derivative follows ``top_eigenvalue_gradient``, ∇λ1 = ∇³L[v1, v1, ·]: the direction in which the
+sharpness λ1 grows fastest, and (with a step Δθ) ⟨Δθ, ∇λ1⟩, the step's first-order change of λ1.
 
 ``make_landscape(name, **params)`` builds one from the registry ``LANDSCAPES``; each class documents its
 parameters, and ``minima`` lists its local minima with their Hessian eigenvalues (λ1 the sharpness).
@@ -72,6 +76,31 @@ class Landscape(ABC):
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """∇²L(θ): ``(2,)`` → ``(2, 2)``, ``(m, 2)`` → ``(m, 2, 2)``."""
 
+    @abstractmethod
+    def third_derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        """∇³L(θ), entries ∂³L/∂θi∂θj∂θk (symmetric): ``(2,)`` → ``(2, 2, 2)``, ``(m, 2)`` → ``(m, 2, 2, 2)``."""
+
+    def top_eigenvalue_gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """∇λ1(θ) = ∇³L[v1, v1, ·] (v1 the unit top eigenvector of ∇²L(θ)), the shape of θ (loss units per unit θ³).
+
+        Where λ1 = λ2 (to 1e-9 relative) the gradient exists only if every slice ∇³L[·, ·, k] is a multiple of the
+        identity (then it is their diagonal, e.g. 0 on an isotropic quadratic); elsewhere on such points the result
+        is NaN: λ1 has a kink there, and no arrow would be honest.
+        """
+        eigenvalues, eigenvectors = torch.linalg.eigh(self.hessian(theta))
+        top = eigenvectors[..., :, -1]
+        third = self.third_derivative(theta)
+        gradient = torch.einsum("...ijk,...i,...j->...k", third, top, top)
+        scale = eigenvalues.abs().amax(-1).clamp_min(torch.finfo(theta.dtype).tiny)
+        degenerate = eigenvalues[..., 1] - eigenvalues[..., 0] <= _DEGENERATE_GAP * scale
+        slices = third.movedim(-1, -3)  # (..., k, i, j)
+        isotropic = (slices[..., 0, 0] - slices[..., 1, 1]).abs().amax(-1) + slices[..., 0, 1].abs().amax(-1) <= (
+            _DEGENERATE_GAP * (slices.abs().flatten(-3).amax(-1) + 1.0)
+        )
+        defined = ~degenerate | isotropic
+        gradient = torch.where(degenerate.unsqueeze(-1), slices[..., 0, 0], gradient)
+        return torch.where(defined.unsqueeze(-1), gradient, torch.full_like(gradient, math.nan))
+
     def describe(self) -> str:
         """One line naming the landscape and its minima with their sharpness, for legends and narrative."""
         parts = [f"{m.name} at ({m.location[0]:.2f}, {m.location[1]:.2f}), λ1 = {m.sharpness:.3g}" for m in self.minima]
@@ -106,6 +135,8 @@ class Landscape(ABC):
 
 # Newton's method converges quadratically from the well centres; this bound only catches a vanished minimum.
 _NEWTON_ITERATIONS = 100
+# λ1 and λ2 closer than this (relative to the largest |λ|) count as equal: ∇λ1 is then undefined unless isotropic.
+_DEGENERATE_GAP = 1e-9
 
 
 def _rotation(angle_degrees: float) -> torch.Tensor:
@@ -157,13 +188,18 @@ class AnisotropicQuadratic(Landscape):
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         return self.matrix.to(theta).expand(*theta.shape[:-1], 2, 2).clone()
 
+    def third_derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        """Zero: the Hessian is constant, and so is λ1 (∇λ1 = 0 everywhere)."""
+        return theta.new_zeros(*theta.shape[:-1], 2, 2, 2)
+
 
 class GaussianWells(Landscape):
     """Two Gaussian wells of equal depth side by side, a narrow (sharp) one and a wide (flat) one, in a bowl.
 
     L(θ) = ½ κ‖θ‖² − d·exp(−½ (θ − c_s)ᵀ P_s (θ − c_s)) − d·exp(−½ (θ − c_f)ᵀ P_f (θ − c_f)), with
     P = diag(1/σx², 1/σy²) per well. Its gradient is κθ + Σ d·e·P(θ − c) and its Hessian
-    κI + Σ d·e·(P − P(θ − c)(θ − c)ᵀP), e each well's exponential. The wells are anisotropic, so v1 is defined at
+    κI + Σ d·e·(P − p pᵀ) with p = P(θ − c), e each well's exponential; since ∇e = −e·p, its third derivative is
+    Σ d·e·(p_i p_j p_k − P_ij p_k − P_ik p_j − P_jk p_i). The wells are anisotropic, so v1 is defined at
     both minima (along x). Equal depths make the minima's losses nearly equal: only their sharpness differs. Unlike
     ``SharpFlatBasins`` the wells' curvature fades with distance (the gradient is bounded), and the saddle between
     them is shallow: a place where SAM can linger.
@@ -230,6 +266,15 @@ class GaussianWells(Landscape):
         identity = torch.eye(2, dtype=theta.dtype, device=theta.device)
         return self.confinement * identity + (weights[..., None, None] * per_well).sum(-3)
 
+    def third_derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        offsets, weights = self._wells(theta)
+        precisions = torch.diag_embed(self.precisions.to(theta))  # (2 wells, 2, 2)
+        pulls = offsets * self.precisions.to(theta)  # p = P(θ − c), (..., 2 wells, 2)
+        cubes = torch.einsum("...i,...j,...k->...ijk", pulls, pulls, pulls)
+        mixed = torch.einsum("wij,...wk->...wijk", precisions, pulls)  # P_ij p_k
+        per_well = cubes - mixed - mixed.transpose(-1, -2) - mixed.movedim(-1, -3)
+        return (weights[..., None, None, None] * per_well).sum(-4)
+
 
 class SharpFlatBasins(Landscape):
     """A sharp and a flat quadratic basin side by side, joined smoothly: a soft minimum of two quadratics.
@@ -239,6 +284,9 @@ class SharpFlatBasins(Landscape):
     (λ1 = 25 in the sharp basin, 2 in the flat one by default) and both minima have L ≈ 0: only their sharpness
     differs. τ (loss units) sets how smoothly the ridge is rounded. With softmax weights w = softmax(−q/τ) and
     ∇q_k = diag(κ_k)(θ − c_k): ∇L = Σ w_k ∇q_k =: ḡ and ∇²L = Σ w_k diag(κ_k) − (Σ w_k ∇q_k ∇q_kᵀ − ḡḡᵀ)/τ.
+    Differentiating the softmax average once more (∂w_k = −w_k(∇q_k − ḡ)/τ) gives, with K_k = diag(κ_k) and
+    deviations δ_k = ∇q_k − ḡ, ∇³L_ijl = −(C_ij,l + C_il,j + C_jl,i)/τ + Σ w_k δ_k,i δ_k,j δ_k,l / τ², where
+    C_ij,l = Σ w_k K_k,ij δ_k,l (the covariance of the basins' curvature with their gradient).
 
     Inside a basin the dynamics are those of a quadratic with known λ1, so stability arguments hold exactly: GD
     stays for lr·λ1 < 2, and SAM's bounce along v1 has amplitude lr·λ1·ρ/(2 − lr·λ1).
@@ -303,13 +351,23 @@ class SharpFlatBasins(Landscape):
         covariance = second_moment - mean.unsqueeze(-1) * mean.unsqueeze(-2)
         return torch.diag_embed(curvature) - covariance / self.smoothing
 
+    def third_derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        gradients, weights = self._basins(theta)
+        deviations = gradients - (weights.unsqueeze(-1) * gradients).sum(-2, keepdim=True)  # δ_k, (..., 2 basins, 2)
+        curvatures = torch.diag_embed(self.curvatures.to(theta))  # K_k, (2 basins, 2, 2)
+        coupling = torch.einsum("...w,wij,...wl->...ijl", weights, curvatures, deviations)  # C_ij,l
+        symmetric = coupling + coupling.transpose(-1, -2) + coupling.movedim(-1, -3)
+        skew = torch.einsum("...w,...wi,...wj,...wl->...ijl", weights, deviations, deviations, deviations)
+        return -symmetric / self.smoothing + skew / self.smoothing**2
+
 
 class CurvedValley(Landscape):
     """A banana-shaped valley (a scaled Rosenbrock function): L(θ) = ½ a (y − b x²)² + ½ c (x − 1)².
 
     The valley floor y = b x² bends, so v1 (across the floor) turns along the way and the sharpness across the
     floor grows with |x|: λ1 ≈ a (1 + 4b²x²) on the floor. The minimum is (1, b). With r = y − b x²:
-    ∇L = (−2abx·r + c(x − 1), a·r) and ∇²L = [[a(4b²x² − 2b·r) + c, −2abx], [−2abx, a]].
+    ∇L = (−2abx·r + c(x − 1), a·r), ∇²L = [[a(4b²x² − 2b·r) + c, −2abx], [−2abx, a]], and the third derivative's
+    only non-zero entries are ∂³L/∂x³ = 12ab²x and ∂³L/∂x²∂y = −2ab (in each of its three orders).
 
     Args:
         steepness: a > 0, the curvature across the valley at x = 0.
@@ -347,6 +405,15 @@ class CurvedValley(Landscape):
         xy = -2 * a * b * x
         yy = torch.full_like(x, a)
         return torch.stack([torch.stack([xx, xy], -1), torch.stack([xy, yy], -1)], -2)
+
+    def third_derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        x = theta[..., 0]
+        a, b = self.steepness, self.bend
+        third = theta.new_zeros(*theta.shape[:-1], 2, 2, 2)
+        third[..., 0, 0, 0] = 12 * a * b**2 * x
+        for i, j, k in ((0, 0, 1), (0, 1, 0), (1, 0, 0)):
+            third[..., i, j, k] = -2 * a * b
+        return third
 
 
 LANDSCAPES: dict[str, type[Landscape]] = {

@@ -22,6 +22,12 @@ Where v comes from (``RunSettings.eigenvector``):
 The angles in the record use v1 oriented along the gradient (⟨g, v1⟩ ≥ 0) whatever the optimizer used, so that
 they compare across methods: ∠(g, v1) ∈ [0°, 90°] says how much of g climbs the sharp direction (0°: straight up
 the steep wall, 90°: along the valley floor), and ∠(g_adv, v1) > 90° says the ascent crossed the valley floor.
+
+The record also says how each step moves the sharpness (``workbench.probes.mechanism``): the exact ∇λ1 at every
+point (``Landscape.top_eigenvalue_gradient``), the step's first-order change of λ1 ⟨θ_{t+1} − θ_t, ∇λ1(θ_t)⟩, and,
+for the SAM variants, the remainder r = g_adv − g − Hε of the perturbed gradient and the part of that change r
+contributes: on a quadratic r = 0 and ∇λ1 = 0; elsewhere SAM walks down λ1 through r only as far as ε lines up
+with v1 (r ≈ ½‖ε‖²cos²∠(ε, v1)·∇λ1 + cross terms).
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import torch
 from workbench._checks import check_bool, check_choice, check_float, check_int
 from workbench.optim import OPTIMIZERS, WrappedOptimizer
 from workbench.optim.rules import angle_degrees, cosine, orientation_sign
+from workbench.optim.sharpness_aware import SharpnessAware
 from workbench.optim.xsam import ORIENTATIONS
+from workbench.probes.mechanism import PerturbedGradient, direction_parts
 from workbench.toy.landscapes import Landscape, check_point
 
 #: The toy's methods by title, each a registered optimizer: full-batch gradient descent and the SAM family.
@@ -116,6 +124,14 @@ class Trajectory:
         angle_adversarial: ∠(g_adv, v1), ``(T,)``.
         angle_direction: ∠(d, v1), ``(T,)``: what X-SAM's correction did to ∠(g_adv, v1).
         cos_perturbation: cos∠(ε, v1), ``(T,)``; NaN for GD (ε = 0).
+        lambda1_gradients: ∇λ1 at θ_0 … θ_T, ``(T + 1, 2)`` (loss units per unit θ³; NaN where λ1 = λ2 has a kink).
+        lambda1_rates: ⟨θ_{t+1} − θ_t, ∇λ1(θ_t)⟩, ``(T,)``: step t's first-order change of λ1 (negative: it
+            flattens; compare ``lambda1_changes``).
+        remainders: r = g_adv − g − ∇²L(θ_t)ε, ``(T, 2)``: the perturbed gradient beyond its second-order part;
+            NaN rows for GD.
+        remainder_rates: the part of ``lambda1_rates`` that r contributes, −lr·⟨d_r, ∇λ1⟩ with d_r r's part of the
+            direction (``workbench.probes.mechanism.direction_parts``; r itself for SAM and Eigen-SAM), ``(T,)``;
+            NaN for GD.
     """
 
     method: str
@@ -132,6 +148,15 @@ class Trajectory:
     angle_adversarial: np.ndarray
     angle_direction: np.ndarray
     cos_perturbation: np.ndarray
+    lambda1_gradients: np.ndarray
+    lambda1_rates: np.ndarray
+    remainders: np.ndarray
+    remainder_rates: np.ndarray
+
+    @property
+    def lambda1_changes(self) -> np.ndarray:
+        """λ1(θ_{t+1}) − λ1(θ_t), ``(T,)``: what ``lambda1_rates`` predicts to first order."""
+        return np.diff(self.top_eigenvalues)
 
     @property
     def steps(self) -> int:
@@ -152,10 +177,12 @@ class Trajectory:
             "y": self.positions[:, 1],
             "loss": self.losses,
             "lambda1": self.top_eigenvalues,
+            "lambda1_gradients_x": self.lambda1_gradients[:, 0],
+            "lambda1_gradients_y": self.lambda1_gradients[:, 1],
         }
         for field in fields(self):
             values = getattr(self, field.name)
-            if field.name in {"method", "positions", "losses", "top_eigenvalues"}:
+            if field.name in {"method", "positions", "losses", "top_eigenvalues", "lambda1_gradients"}:
                 continue
             padded = np.concatenate([values, np.full((1, *values.shape[1:]), np.nan)])
             if padded.ndim == 2:
@@ -270,6 +297,16 @@ def _record_step(
     tracked = optimizer.tracker.vector if optimizer.tracker is not None else None
     used = sign * tracked if tracked is not None and not sign.isnan() else torch.full_like(theta, torch.nan)
     v1 = v1 * orientation_sign(v1, gradient)
+    lambda1_gradient = landscape.top_eigenvalue_gradient(theta)
+    remainder = torch.full_like(theta, torch.nan)
+    remainder_rate = torch.tensor(torch.nan, dtype=theta.dtype)
+    if isinstance(optimizer, SharpnessAware) and record.perturbation is not None:
+        second_order = landscape.hessian(theta) @ perturbation
+        remainder = adversarial - gradient - second_order
+        parts = PerturbedGradient(gradient, perturbation, second_order, remainder, float(loss))
+        eigenvector = None if used.isnan().any() else used
+        split = direction_parts(lambda g, g_adv: optimizer.descent_direction(g, g_adv, eigenvector), parts)
+        remainder_rate = -optimizer.param_groups[0]["lr"] * torch.dot(split.remainder, lambda1_gradient)
     return {
         "theta": theta,
         "loss": loss.detach(),
@@ -284,6 +321,9 @@ def _record_step(
         "angle_adversarial": angle_degrees(adversarial, v1),
         "angle_direction": angle_degrees(direction, v1),
         "cos_perturbation": cosine(perturbation, v1),
+        "lambda1_gradients": lambda1_gradient,
+        "remainders": remainder,
+        "remainder_rates": remainder_rate,
     }
 
 
@@ -294,11 +334,16 @@ def _assemble(method: str, landscape: Landscape, end: torch.Tensor, rows: list[d
         return torch.stack([row[key] for row in rows]).numpy()
 
     end_lambda1 = torch.linalg.eigvalsh(landscape.hessian(end))[-1]
+    positions = np.concatenate([stacked("theta"), end[None].numpy()])
+    end_gradient = landscape.top_eigenvalue_gradient(end)[None].numpy()
+    lambda1_gradients = np.concatenate([stacked("lambda1_gradients"), end_gradient])
     return Trajectory(
         method=method,
-        positions=np.concatenate([stacked("theta"), end[None].numpy()]),
+        positions=positions,
         losses=np.append(stacked("loss"), float(landscape.value(end))),
         top_eigenvalues=np.append(stacked("lambda1"), float(end_lambda1)),
+        lambda1_gradients=lambda1_gradients,
+        lambda1_rates=(np.diff(positions, axis=0) * lambda1_gradients[:-1]).sum(axis=1),
         **{key: stacked(key) for key in _STEP_FIELDS},
     )
 
@@ -314,6 +359,8 @@ _STEP_FIELDS = (
     "angle_adversarial",
     "angle_direction",
     "cos_perturbation",
+    "remainders",
+    "remainder_rates",
 )
 
 

@@ -39,8 +39,11 @@ class TrainConfig:
     field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
     and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
     (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
-    Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles) run every ``probe_every`` steps on
-    a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
+    Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles, weight and logit norms) run every
+    ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns
+    them off. Two opt-in probes ride on the same schedule: ``probe_mechanism`` (∇λ1 and the step decomposition,
+    ``workbench.train.mechanism_probe``) and ``probe_adaptive_rho`` (the adaptive sharpness,
+    ``workbench.train.scale_probe``).
     """
 
     dataset: str | None = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
@@ -71,6 +74,13 @@ class TrainConfig:
     probe_top_k: int = _option(1, "top Hessian eigenvalues logged per probe, in [1, 20]")
     probe_trace: bool = _option(True, "also estimate tr(H) by Hutch++ at each probe")
     trace_samples: int = _option(30, "Hessian-vector products per trace estimate, >= 6")
+    probe_mechanism: bool = _option(
+        False, "also measure ∇λ1 at each probe and split the probed step: its λ1 rate, SAM's remainder r (costs HVPs)"
+    )
+    probe_adaptive_rho: float | None = _option(
+        None, "ρ > 0 of the adaptive (ASAM-scaled) sharpness logged at each probe (none: not measured)"
+    )
+    probe_adaptive_steps: int = _option(5, "ascent steps (gradients) per adaptive-sharpness probe, >= 1")
     eval_every: int | None = _option(None, "steps between test evaluations (none: once per epoch)")
     checkpoint_every: int | None = _option(None, "steps between checkpoints (none: at pauses and at the end)")
     divergence_factor: float = _option(1e3, "stop as diverged when the loss exceeds this × the first loss, > 1")
@@ -109,6 +119,12 @@ class TrainConfig:
         check_int("probe_batch_size", self.probe_batch_size, minimum=1)
         check_int("probe_top_k", self.probe_top_k, minimum=1, maximum=20)
         check_int("trace_samples", self.trace_samples, minimum=6)
+        if self.probe_adaptive_rho is not None:
+            check_float("probe_adaptive_rho", self.probe_adaptive_rho, minimum=0.0, min_inclusive=False)
+        check_int("probe_adaptive_steps", self.probe_adaptive_steps, minimum=1)
+        for name in ("probe_mechanism", "probe_adaptive_rho"):
+            if getattr(self, name) not in (None, False) and self.probe_every is None:
+                raise ValueError(f"{name} runs on the probe schedule: set probe_every too (it is none)")
         if self.eval_every is not None:
             check_int("eval_every", self.eval_every, minimum=1)
         if self.checkpoint_every is not None:
@@ -117,7 +133,7 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         check_choice("amp", self.amp, AMP_MODES)
         check_int("micro_batches", self.micro_batches, minimum=1)
-        for name in ("probe_trace", "tensorboard"):
+        for name in ("probe_trace", "probe_mechanism", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("dataset_options", "model_options"):

@@ -45,10 +45,12 @@ from workbench.train.control import RunControl
 from workbench.train.data import EVAL_BATCH, training_data
 from workbench.train.evaluate import Metrics, evaluate
 from workbench.train.history import History, final_values
+from workbench.train.mechanism_probe import MechanismProbe
 from workbench.train.optimizers import build_optimizer
 from workbench.train.precision import check_first_loss, mixed_precision
 from workbench.train.probing import CurvatureProbe
 from workbench.train.run_folder import TENSORBOARD_DIR, RunFolder
+from workbench.train.scale_probe import ScaleProbe
 from workbench.train.schedule import lr_factor
 from workbench.train.tensorboard_sink import TensorBoardSink
 
@@ -169,6 +171,7 @@ class Trainer:
             if config.probe_every is not None
             else None
         )
+        self.scale_probe, self.mechanism_probe = self._companion_probes()
         self.history = History()
         self.control = RunControl()
         self.callbacks = list(callbacks)
@@ -183,6 +186,22 @@ class Trainer:
         self.reason = ""
         self.seconds = 0.0
         self._initial_loss: float | None = None
+
+    def _companion_probes(self) -> tuple[ScaleProbe | None, MechanismProbe | None]:
+        """The probes that run beside the curvature probe: scale (always with probes) and the opt-in mechanism."""
+        if self.probe is None:
+            return None, None
+        config, batch = self.config, self.inputs.probe_batch
+        scale = ScaleProbe(
+            self.model,
+            self.loss_fn,
+            batch,
+            adaptive_rho=config.probe_adaptive_rho,
+            adaptive_steps=config.probe_adaptive_steps,
+            seed=config.seed,
+        )
+        mechanism = MechanismProbe(self.model, self.loss_fn, batch, self.optimizer) if config.probe_mechanism else None
+        return scale, mechanism
 
     @property
     def data(self) -> DatasetSplits | None:
@@ -322,6 +341,9 @@ class Trainer:
         probing = self.probe_due(step)
         if probing:
             probe_values = self.probe.measure(step)
+            probe_values.update(self.scale_probe.measure(step))
+            if self.mechanism_probe is not None:  # opt-in: ∇λ1 before the step (the rest after it, below)
+                probe_values.update(self.mechanism_probe.before_step(self.probe.eigenvectors))
             self.history.log(step, epoch, probe_values)
             self._emit("probe", probe_values)
         loss = self._optimizer_step(batch)
@@ -330,6 +352,8 @@ class Trainer:
         values.update({f"opt_{name}": value for name, value in record.scalars().items() if name != "step"})
         if probing:
             values.update(self.probe.alignment(record.gradient, record.perturbation))
+            if self.mechanism_probe is not None:
+                values.update(self.mechanism_probe.after_step(batch, record))
         self.history.log(step, epoch, values)
         self.step += 1
         if self._initial_loss is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,13 @@ from workbench._checks import check_float, check_int
 from workbench.train import History
 from workbench.viz import run_colors
 from workbench.viz.training_figures import (
-    DASHBOARD_METRICS,
+    DASHBOARD_PANELS,
     ERROR_METRICS,
+    Panel,
     Series,
     dashboard_layout,
     history_series,
+    panel_metrics,
     run_traces,
     thin_indices,
 )
@@ -67,12 +69,12 @@ class _FollowedRun:
     buffers (int64 would go as a JSON list, element by element).
     """
 
-    def __init__(self, history: History, first_trace: int) -> None:
+    def __init__(self, history: History, first_trace: int, metrics: Sequence[str]) -> None:
         self.history = history
         self.first_trace = first_trace
         self.consumed = 0
-        self.steps = {metric: np.zeros(0, np.int32) for metric in DASHBOARD_METRICS}
-        self.values = {metric: np.zeros(0) for metric in DASHBOARD_METRICS}
+        self.steps = {metric: np.zeros(0, np.int32) for metric in metrics}
+        self.values = {metric: np.zeros(0) for metric in metrics}
         self.errors = {metric: np.zeros(0) for metric in ERROR_METRICS}
         self.changed: set[str] = set()
 
@@ -110,6 +112,7 @@ class LiveCharts:
         min_interval: shortest time between redraws, seconds.
         budget: largest share of the elapsed time spent redrawing, in (0, 1].
         on_redraw: called at every redraw, inside its timing and budget (e.g. a status line's update).
+        panels: the panels drawn (default the dashboard's six; ``workbench.viz.dashboard_panels`` adds opt-in rows).
 
     Attributes:
         figure: the ``plotly.graph_objects.FigureWidget`` to display.
@@ -124,11 +127,14 @@ class LiveCharts:
         min_interval: float = DEFAULT_MIN_INTERVAL,
         budget: float = DEFAULT_BUDGET,
         on_redraw: Callable[[], None] | None = None,
+        panels: Sequence[Panel] = DASHBOARD_PANELS,
     ) -> None:
         self.max_points = check_int("max_points", max_points, minimum=2)
         self.on_redraw = on_redraw
+        self.panels = tuple(panels)
+        self.metrics = panel_metrics(self.panels)
         self.throttle = Throttle(min_interval, budget)
-        self.figure = go.FigureWidget(dashboard_layout())
+        self.figure = go.FigureWidget(dashboard_layout(panels=self.panels))
         self.seconds_drawing = 0.0
         self.redraws = 0
         self._labels: list[str] = []  # every label ever shown, for stable colours
@@ -153,7 +159,8 @@ class LiveCharts:
 
     def show_run(self, label: str, frame: pd.DataFrame) -> None:
         """Overlay a whole history (columns step, epoch, metric, value), replacing a run of the same label."""
-        traces = run_traces(label, self.color(label), history_series(frame), max_points=self.max_points)
+        series = history_series(frame, self.metrics)
+        traces = run_traces(label, self.color(label), series, max_points=self.max_points, panels=self.panels)
         with self._lock:
             self.remove_run(label)
             self.figure.add_traces(traces)
@@ -164,8 +171,10 @@ class LiveCharts:
         with self._lock:
             self.remove_run(label)
             first = len(self.figure.data)
-            self.figure.add_traces(run_traces(label, self.color(label), {}, max_points=self.max_points))
-            self._followed, self._followed_label = _FollowedRun(history, first), label
+            self.figure.add_traces(
+                run_traces(label, self.color(label), {}, max_points=self.max_points, panels=self.panels)
+            )
+            self._followed, self._followed_label = _FollowedRun(history, first, self.metrics), label
             self.refresh(force=True)
 
     def refresh(self, *, force: bool = False) -> bool:
@@ -181,7 +190,7 @@ class LiveCharts:
             if followed.changed:
                 with self.figure.batch_update():
                     for metric in followed.changed:
-                        trace = self.figure.data[followed.first_trace + DASHBOARD_METRICS.index(metric)]
+                        trace = self.figure.data[followed.first_trace + self.metrics.index(metric)]
                         series = followed.series(metric)
                         keep = thin_indices(len(series.steps), self.max_points)
                         trace.x, trace.y = series.steps[keep], series.values[keep]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from workbench.train.run_folder import RunFolder
 from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
 from workbench.viz import summary_table
-from workbench.viz.training_figures import training_figure
+from workbench.viz.training_figures import dashboard_panels, training_figure
 
 _STYLE = {"description_width": "82px"}
 _FIELD = widgets.Layout(width="190px")
@@ -56,6 +56,9 @@ class TrainingDashboard(Panel):
         config: the starting settings; fields without a widget (batch size, probe batch, schedule, options of
             the dataset and model, ...) are taken from it for every run.
         runs_dir: if given, every run writes its run directory (``run-NNN``) there as it trains.
+        panels: opt-in rows of the chart (keys of ``workbench.viz.OPTIONAL_PANELS``: ``"mechanism"``, the step
+            decomposition, ``"scale"``, adaptive sharpness and norms); default both when ``config.probe_mechanism``
+            is on, else none.
         max_points, min_interval, budget: the chart's thinning and throttling (see ``LiveCharts``).
 
     Attributes:
@@ -73,6 +76,7 @@ class TrainingDashboard(Panel):
         *,
         runs_dir: str | Path | None = None,
         setup: CustomSetup | None = None,
+        panels: Sequence[str] | None = None,
         max_points: int = DEFAULT_MAX_POINTS,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         budget: float = DEFAULT_BUDGET,
@@ -84,8 +88,14 @@ class TrainingDashboard(Panel):
             config = config.replace(model=None, model_options={})
         self.base = config
         self.runs_dir = None if runs_dir is None else Path(runs_dir)
+        if panels is None:
+            panels = ("mechanism", "scale") if config.probe_mechanism else ()
         self.charts = LiveCharts(
-            max_points=max_points, min_interval=min_interval, budget=budget, on_redraw=self._show_status
+            max_points=max_points,
+            min_interval=min_interval,
+            budget=budget,
+            on_redraw=self._show_status,
+            panels=dashboard_panels(panels),
         )
         self.run: LiveRun | None = None
         self.compared: dict[str, pd.DataFrame] = {}
@@ -353,7 +363,13 @@ class TrainingDashboard(Panel):
 
     def figure(self, *, title: str = "") -> go.Figure:
         """The chart as a static figure (what a notebook run headless shows)."""
-        return training_figure(self.runs(), title=title, max_points=self.charts.max_points, colors=self.charts.colors())
+        return training_figure(
+            self.runs(),
+            title=title,
+            max_points=self.charts.max_points,
+            colors=self.charts.colors(),
+            panels=self.charts.panels,
+        )
 
     def summary(self) -> pd.DataFrame:
         """One row per run: final and best test accuracy, final λ1 and trace, mean angles."""
@@ -458,6 +474,7 @@ def training_dashboard(
     loss_fn: ModelLoss | BatchLoss | None = None,
     metrics_fn: Metrics | None = None,
     probe_data: Any = None,
+    panels: Sequence[str] | None = None,
     **settings: Any,
 ) -> TrainingDashboard:
     """The training dashboard in one line: ``training_dashboard(optimizer="sam", lr=0.05)``, or on your own model
@@ -469,6 +486,8 @@ def training_dashboard(
         model, train_data, test_data, loss_fn, metrics_fn, probe_data: your own, as for ``Trainer``; every run
             starts from ``model``'s weights as they are now (the model itself is never trained). A ``model`` given as
             text is the name of a registered model, as in ``TrainConfig``.
+        panels: opt-in rows of the chart, as for ``TrainingDashboard``: ``training_dashboard(probe_mechanism=True)``
+            shows the step decomposition and the scale probes.
         **settings: any ``TrainConfig`` field, overriding ``config``.
 
     Raises:
@@ -482,4 +501,4 @@ def training_dashboard(
     setup = None if model is None and train_data is None else CustomSetup(**own)
     if setup is None and any(value is not None for value in own.values()):
         raise ValueError("test_data, loss_fn, metrics_fn and probe_data go with your own model= or train_data=")
-    return TrainingDashboard(base, runs_dir=runs_dir, setup=setup)
+    return TrainingDashboard(base, runs_dir=runs_dir, setup=setup, panels=panels)

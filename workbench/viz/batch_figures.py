@@ -25,6 +25,9 @@ BATCH_METRIC_TITLES = {
     "final_lambda_1": "final λ1",
     "mean_lambda_1": "mean λ1 over training",
     "final_trace": "final tr(H)",
+    "final_adaptive_sharpness": "final adaptive sharpness [nats]",
+    "final_weight_norm": "final ‖θ‖",
+    "final_logit_norm": "final mean logit norm",
     "mean_alignment_eps_v1": "mean |cos∠(ε, v1)|",
     "mean_angle_g_v1": "mean ∠(g, v1) [degrees]",
     "mean_angle_probe_gradient_v1": "mean ∠(probe-batch g, v1) [degrees]",
@@ -32,6 +35,19 @@ BATCH_METRIC_TITLES = {
     "mean_opt_angle_adversarial_eigenvector": "mean ∠(g_adv, v), optimizer's v [degrees, acute]",
     "mean_opt_angle_descent_eigenvector": "mean ∠(descent, v), optimizer's v [degrees, acute]",
     "train_seconds": "training time [s]",
+    "final_train_eval_loss": "final train loss (fixed samples) [nats]",
+    # the λ1-mechanism study's per-run metrics (workbench.batch.mechanism.mechanism_metrics)
+    "mean_rate_per_lr": "mean ⟨Δθ, ∇λ1⟩ / lr",
+    "rate_change_correlation": "corr(⟨Δθ, ∇λ1⟩, observed Δλ1)",
+    "rate_change_slope": "slope of observed Δλ1 on ⟨Δθ, ∇λ1⟩",
+    "remainder_share": "share of the direction's λ1 rate from r",
+    "remainder_share_of_sam_part": "r's share of the Hε + r part",
+    "mean_remainder_normalized": "mean κ",
+    "mean_alignment_squared": "mean cos²∠(ε, v1)",
+    "taylor_share": "Taylor share (mean cos² / mean κ)",
+    "taylor_slope": "κ = a·cos² + b: a",
+    "taylor_intercept": "κ = a·cos² + b: b",
+    "taylor_correlation": "corr(κ, cos²)",
 }
 CURVE_METRICS = ("test_accuracy", "train_accuracy", "lambda_1", "trace", "alignment_eps_v1", "angle_g_v1")
 

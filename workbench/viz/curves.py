@@ -24,12 +24,33 @@ METRIC_TITLES = {
     "alignment_eps_v1": "|cos∠(ε, v1)|",
     "opt_angle_adversarial_eigenvector": "optimizer's ∠(g_adv, v) [degrees]",
     "lr": "learning rate",
+    "lambda_1_rate": "λ1 rate ⟨Δθ, ∇λ1⟩ of the probed step [λ1 per step]",
+    "lambda_1_change": "observed λ1 change over the probed step",
+    "remainder_along": "r along ∇λ1, measured ⟨r, ∇λ1⟩/‖∇λ1‖",
+    "remainder_along_taylor": "r along ∇λ1, Taylor ½‖ε‖²cos²∠(ε, v1)‖∇λ1‖",
+    "lambda_1_rate_remainder": "λ1 rate of the step direction's r part",
+    "lambda_1_rate_second_order": "λ1 rate of the step direction's Hε part",
+    "remainder_share": "share of the step direction's λ1 rate from r",
+    "lambda_1_gradient_norm": "‖∇λ1‖",
+    "adaptive_sharpness": "adaptive sharpness (ASAM-scaled worst case) [nats]",
+    "logit_norm": "mean logit norm (probe batch)",
+    "weight_norm": "weight norm ‖θ‖",
 }
+#: Report panels by name. "mechanism" (``TrainConfig.probe_mechanism``) and "scale" are drawn only for runs that
+#: logged them (``logged_panels``).
 PANELS = {
     "training": ("train_loss", "test_loss", "train_accuracy", "test_accuracy"),
     "curvature": ("lambda_1", "trace"),
     "alignment": ("angle_g_v1", "alignment_eps_v1"),
+    "mechanism": ("lambda_1_rate", "lambda_1_change", "remainder_along", "remainder_along_taylor"),
+    "scale": ("adaptive_sharpness", "logit_norm", "weight_norm"),
 }
+
+
+def logged_panels(runs: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, ...]]:
+    """The ``PANELS`` with at least one metric some run logged (opt-in probes leave theirs out otherwise)."""
+    logged = set().union(*(set(frame.metric.unique()) for frame in runs.values())) if runs else set()
+    return {name: metrics for name, metrics in PANELS.items() if logged.intersection(metrics)}
 
 
 def run_colors(labels: Sequence[str]) -> dict[str, str]:

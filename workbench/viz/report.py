@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.train.run_folder import RunFolder
-from workbench.viz.curves import PANELS, metrics_figure, summary_table
+from workbench.viz.curves import logged_panels, metrics_figure, summary_table
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
@@ -31,7 +31,8 @@ def load_runs(run_dirs: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
 def write_report(runs: Mapping[str, pd.DataFrame], path: str | Path, *, title: str, notes: str = "") -> Path:
     """Write a comparison report of ``runs`` (label → tidy history) to ``path``, and nothing else.
 
-    The page holds a summary table and the training, curvature and alignment panels; it embeds plotly.js once,
+    The page holds a summary table and the training, curvature and alignment panels, and the mechanism and scale
+    panels where the runs logged them (``TrainConfig.probe_mechanism``, the scale probes); it embeds plotly.js once,
     so it needs neither a server nor the internet.
     """
     path = Path(path)
@@ -46,7 +47,7 @@ def write_report(runs: Mapping[str, pd.DataFrame], path: str | Path, *, title: s
     if notes:
         parts.append(f"<p>{html.escape(notes)}</p>")
     parts.append(table.to_html(index=False, float_format=lambda value: f"{value:.4g}", na_rep="–"))
-    for index, (name, metrics) in enumerate(PANELS.items()):
+    for index, (name, metrics) in enumerate(logged_panels(runs).items()):
         figure = metrics_figure(runs, metrics, title=name)
         parts.append(figure.to_html(full_html=False, include_plotlyjs=index == 0))
     parts.append("</body></html>")

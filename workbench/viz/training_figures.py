@@ -1,14 +1,17 @@
-"""The training dashboard's six panels as one plotly figure: static (from history tables) or fed live.
+"""The training dashboard's panels as one plotly figure: static (from history tables) or fed live.
 
 Panels: train and test loss, train and test accuracy, λ1, tr(H) (with its standard error as error bars),
-∠(g, v1) and |cos∠(ε, v1)|, against optimizer step. Every run is one colour; train curves are dotted, test
-curves solid. ``training_figure`` draws whole histories; the live chart (``workbench.ui.charts``) starts from
-``dashboard_layout`` and fills the same traces (``run_traces``) as rows arrive, so both look the same.
+∠(g, v1) and |cos∠(ε, v1)|, against optimizer step; opt-in rows (``OPTIONAL_PANELS``, chosen with
+``dashboard_panels``) add the step decomposition of ``TrainConfig.probe_mechanism`` and the scale probes. Every run
+is one colour; the second curve of a panel (train loss and accuracy, the observed change of λ1, the Taylor term,
+the second-order part) is dotted, the first solid. ``training_figure`` draws whole histories; the live chart
+(``workbench.ui.charts``) starts from ``dashboard_layout`` and fills the same traces (``run_traces``) as rows
+arrive, so both look the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench._checks import check_choice
 from workbench.viz.curves import METRIC_TITLES, run_colors
 
 
@@ -35,13 +39,47 @@ DASHBOARD_PANELS = (
     Panel(METRIC_TITLES["angle_g_v1"], ("angle_g_v1",)),
     Panel(METRIC_TITLES["alignment_eps_v1"], ("alignment_eps_v1",)),
 )
+#: Opt-in rows of three panels, by name: what ``TrainConfig.probe_mechanism`` logs (rates in λ1 units per step;
+#: negative: the step flattens) and the scale probes logged with every probe (adaptive sharpness when asked for).
+OPTIONAL_PANELS = {
+    "mechanism": (
+        Panel("λ1 rate ⟨Δθ, ∇λ1⟩ of the probed step; dotted: observed Δλ1", ("lambda_1_rate", "lambda_1_change")),
+        Panel("r along ∇λ1; dotted: Taylor ½‖ε‖²cos²∠(ε, v1)‖∇λ1‖", ("remainder_along", "remainder_along_taylor")),
+        Panel("λ1 rate of the step's r part; dotted: of its Hε part", ("lambda_1_rate_remainder",
+                                                                      "lambda_1_rate_second_order")),
+    ),
+    "scale": (
+        Panel(METRIC_TITLES["adaptive_sharpness"], ("adaptive_sharpness",)),
+        Panel(METRIC_TITLES["logit_norm"], ("logit_norm",)),
+        Panel(METRIC_TITLES["weight_norm"], ("weight_norm",)),
+    ),
+}  # fmt: skip
 DASHBOARD_COLUMNS = 3
 #: metric → the metric holding its standard error (drawn as error bars)
 ERROR_METRICS = {"trace": "trace_stderr"}
-#: the history metrics the dashboard draws, in trace order, and the error metrics they need
+#: the history metrics the default dashboard draws, in trace order
 DASHBOARD_METRICS = tuple(metric for panel in DASHBOARD_PANELS for metric in panel.metrics)
 TRAIN_METRICS = ("train_loss", "train_accuracy")
+#: metrics drawn dotted: the training curves, and the second curve of each opt-in panel
+DOTTED_METRICS = (*TRAIN_METRICS, "lambda_1_change", "remainder_along_taylor", "lambda_1_rate_second_order")
 PANEL_HEIGHT = 260  # pixels per row of panels
+
+
+def dashboard_panels(extras: Sequence[str] = ()) -> tuple[Panel, ...]:
+    """The default panels followed by the opt-in rows named in ``extras`` (keys of ``OPTIONAL_PANELS``).
+
+    Raises:
+        ValueError: naming ``extras`` for an unknown row.
+    """
+    panels = list(DASHBOARD_PANELS)
+    for name in extras:
+        panels.extend(OPTIONAL_PANELS[check_choice("extras", name, OPTIONAL_PANELS)])
+    return tuple(panels)
+
+
+def panel_metrics(panels: Sequence[Panel]) -> tuple[str, ...]:
+    """The history metrics ``panels`` draw, in trace order (one trace per metric and run)."""
+    return tuple(metric for panel in panels for metric in panel.metrics)
 
 
 @dataclass(frozen=True)
@@ -54,17 +92,17 @@ class Series:
     errors: np.ndarray | None = None
 
 
-def dashboard_layout(*, title: str = "") -> go.Figure:
-    """The empty panel grid (titles, axes, size) that every dashboard figure starts from."""
-    rows = -(-len(DASHBOARD_PANELS) // DASHBOARD_COLUMNS)
+def dashboard_layout(*, title: str = "", panels: Sequence[Panel] = DASHBOARD_PANELS) -> go.Figure:
+    """The empty panel grid (titles, axes, size) that every dashboard figure with ``panels`` starts from."""
+    rows = -(-len(panels) // DASHBOARD_COLUMNS)
     figure = make_subplots(
         rows=rows,
         cols=DASHBOARD_COLUMNS,
-        subplot_titles=[panel.title for panel in DASHBOARD_PANELS],
+        subplot_titles=[panel.title for panel in panels],
         horizontal_spacing=0.07,
-        vertical_spacing=0.16,
+        vertical_spacing=0.16 * 2 / max(rows, 2),
     )
-    for index in range(len(DASHBOARD_PANELS)):
+    for index in range(len(panels)):
         row, col = divmod(index, DASHBOARD_COLUMNS)
         figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
     figure.update_layout(
@@ -94,13 +132,20 @@ def thin_indices(count: int, max_points: int) -> np.ndarray:
     return np.linspace(0, count - 1, max_points).round().astype(np.int64)
 
 
-def run_traces(label: str, color: str, series: Mapping[str, Series], *, max_points: int) -> list[go.Scatter]:
-    """The run's traces, one per metric of ``DASHBOARD_METRICS`` in that order (empty where it has no data).
+def run_traces(
+    label: str,
+    color: str,
+    series: Mapping[str, Series],
+    *,
+    max_points: int,
+    panels: Sequence[Panel] = DASHBOARD_PANELS,
+) -> list[go.Scatter]:
+    """The run's traces, one per metric of ``panel_metrics(panels)`` in that order (empty where it has no data).
 
     Long series are thinned to ``max_points`` evenly spaced points; the legend shows the run once.
     """
     traces = []
-    for panel_index, panel in enumerate(DASHBOARD_PANELS):
+    for panel_index, panel in enumerate(panels):
         axis = "" if panel_index == 0 else str(panel_index + 1)
         for metric in panel.metrics:
             data = series.get(metric, Series(np.zeros(0, np.int32), np.zeros(0)))
@@ -116,7 +161,7 @@ def run_traces(label: str, color: str, series: Mapping[str, Series], *, max_poin
                     showlegend=len(traces) == 0,
                     mode="lines+markers" if metric not in TRAIN_METRICS else "lines",
                     marker={"size": 4},
-                    line={"color": color, "dash": "dot" if metric in TRAIN_METRICS else "solid", "width": 1.5},
+                    line={"color": color, "dash": "dot" if metric in DOTTED_METRICS else "solid", "width": 1.5},
                     xaxis=f"x{axis}",
                     yaxis=f"y{axis}",
                     hovertemplate=f"{label}<br>{METRIC_TITLES.get(metric, metric)}: %{{y:.4g}}<br>"
@@ -126,10 +171,10 @@ def run_traces(label: str, color: str, series: Mapping[str, Series], *, max_poin
     return traces
 
 
-def history_series(frame: pd.DataFrame) -> dict[str, Series]:
-    """The dashboard's metrics of one tidy history (columns step, epoch, metric, value), ordered by step."""
+def history_series(frame: pd.DataFrame, metrics: Sequence[str] = DASHBOARD_METRICS) -> dict[str, Series]:
+    """``metrics`` of one tidy history (columns step, epoch, metric, value), ordered by step."""
     series = {}
-    for metric in DASHBOARD_METRICS:
+    for metric in metrics:
         rows = frame[frame.metric == metric].sort_values("step")
         if rows.empty:
             continue
@@ -147,6 +192,7 @@ def training_figure(
     title: str = "",
     max_points: int = 2000,
     colors: Mapping[str, str] | None = None,
+    panels: Sequence[Panel] = DASHBOARD_PANELS,
 ) -> go.Figure:
     """The dashboard's panels for whole histories, one colour per run.
 
@@ -155,9 +201,13 @@ def training_figure(
         title: figure title.
         max_points: points kept per curve (evenly thinned beyond it).
         colors: run label → colour (default: ``workbench.viz.run_colors`` in the order of ``runs``).
+        panels: the panels to draw (default the six of the dashboard; ``dashboard_panels(["mechanism"])`` adds a
+            row).
     """
-    figure = dashboard_layout(title=title)
+    figure = dashboard_layout(title=title, panels=panels)
     colors = {**run_colors(list(runs)), **(colors or {})}
+    metrics = panel_metrics(panels)
     for label, frame in runs.items():
-        figure.add_traces(run_traces(label, colors[label], history_series(frame), max_points=max_points))
+        series = history_series(frame, metrics)
+        figure.add_traces(run_traces(label, colors[label], series, max_points=max_points, panels=panels))
     return figure
