@@ -20,10 +20,12 @@ from typing import Any
 import yaml
 
 from workbench.datasets import DATASETS, dataset_options, dataset_summary
+from workbench.distributed.passes import ReplicaLostError
 from workbench.models import MODELS, model_options, model_summary
 from workbench.optim import OPTIMIZER_NAMES, OPTIMIZERS
 from workbench.optim.registry import option_choices
 from workbench.train import RHO_SCHEDULES, SCHEDULES, TrainConfig
+from workbench.train.config import PERTURBATION_SYNCS
 from workbench.train.run_folder import RunFolder
 
 USAGE_ERROR = 2
@@ -36,12 +38,17 @@ DATA_DIR_HELP = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script; returns the exit status."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except ValueError as error:
         print(f"workbench {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except ReplicaLostError as error:
+        print(f"workbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"workbench {args.command}: interrupted; what was computed so far is on disk", file=sys.stderr)
         return 130
@@ -60,6 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, default=Path("runs/train"), help="output directory (default runs/train)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train on N processes of this machine (one per GPU, or CPU processes) through torchrun; rank 0 writes "
+        "the run folder (README: Scaling out)",
+    )
     _add_config_flags(train)
     train.set_defaults(handler=_train_command)
 
@@ -168,6 +182,7 @@ def _choices(name: str) -> tuple[Any, ...] | None:
     """The registered values of a named field (datasets, models, optimizers, schedules, orientations)."""
     named = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULES}
     named["rho_schedule"] = RHO_SCHEDULES
+    named["perturbation_sync"] = PERTURBATION_SYNCS
     return named.get(name, option_choices(name))
 
 
@@ -234,10 +249,16 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from workbench.distributed.context import launched_rank
+    from workbench.distributed.launch import launch_training, without_launcher_flag
     from workbench.runs import train_run
 
     config = config_from_args(args)
+    if args.nproc_per_node is not None:
+        return launch_training(args.nproc_per_node, without_launcher_flag(args.argv[args.argv.index("train") + 1 :]))
     result = train_run(config, args.run_dir, progress=not args.no_progress, data_dir=args.data_dir)
+    if launched_rank() != 0:  # a process of a distributed run other than rank 0: rank 0 reports
+        return 0 if result.status != "diverged" else 1
     report = RunFolder(args.run_dir).report
     written = f"report: {report}" if report.is_file() else f"run folder: {args.run_dir}"
     print(f"{result.status}: {result.reason}; {written}")

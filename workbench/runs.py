@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from workbench.datasets import DatasetSplits, load_dataset
+from workbench.distributed import distributed_context, main_first, release_process_group, training_device
 from workbench.train import TrainConfig, Trainer, TrainEvent, TrainResult
 from workbench.train.run_folder import REPORT_FILE, RunFolder
 
@@ -46,12 +47,25 @@ def train_run(
 
     ``data``: the loaded dataset (default: ``config``'s, read from the data root ``data_dir``; None resolves it as
     ``workbench.datasets.resolve_data_root`` documents).
+
+    Started by torchrun (several processes), each process trains its shard and rank 0 alone loads the data first
+    (the others then read its cache), writes the folder, shows progress and writes the report; every process
+    returns the result.
     """
     folder = RunFolder(run_dir)
-    trainer = Trainer(config, run_dir=folder.path, data=data if data is not None else _load_data(config, data_dir))
-    with _progress_bar(trainer, progress, folder.name) as update:
-        trainer.callbacks.append(update)
-        result = trainer.run()
+    context = distributed_context(training_device(config.device))
+    try:
+        if data is None:
+            with main_first(context):
+                data = _load_data(config, data_dir)
+        trainer = Trainer(config, run_dir=folder.path, data=data)
+        with _progress_bar(trainer, progress and trainer.is_main, folder.name) as update:
+            trainer.callbacks.append(update)
+            result = trainer.run()
+    finally:
+        release_process_group()
+    if not trainer.is_main:
+        return result
     try:
         from workbench.viz import load_runs, write_report
     except ImportError as error:  # a core install: the run folder is complete without its report
