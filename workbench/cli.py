@@ -109,11 +109,21 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     batch = commands.add_parser("batch", help="run a notebook over a grid of parameters (papermill), then collect")
     actions = batch.add_subparsers(dest="action", required=True)
     run = actions.add_parser(
-        "run", help="execute a grid file's runs in parallel; finished runs are skipped, failed and interrupted re-run"
+        "run",
+        help="execute a grid file's runs on Dask (a local cluster, or --scheduler); finished runs are skipped, failed "
+        "and interrupted re-run",
     )
     run.add_argument("grid", type=Path, help="grid file (YAML; schema in workbench/batch/grid.py and docs)")
     run.add_argument("--output", type=Path, help="batch folder (default runs/<grid file name>)")
-    run.add_argument("--workers", type=int, help="runs at once (default: the number of CPU cores)")
+    run.add_argument(
+        "--workers", type=int, help="worker processes of the local Dask cluster, runs at once (default: CPU cores)"
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="submit the runs to an existing Dask cluster (dask scheduler / dask worker, SLURM, Kubernetes) instead "
+        "of a local one; the output folder must be a path its workers share",
+    )
     run.add_argument("--threads-per-run", type=int, default=1, help="OMP_NUM_THREADS of each run's kernel (default 1)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and their state; execute nothing")
@@ -296,6 +306,7 @@ def _batch_run_command(args: argparse.Namespace) -> int:
         grid,
         output,
         workers=args.workers,
+        scheduler=args.scheduler,
         kernel_name=args.kernel,
         threads_per_run=args.threads_per_run,
         progress=not args.no_progress,
