@@ -8,7 +8,10 @@ must stop the other with a clear error, and the run must resume exactly from its
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +23,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from tests import distributed_workers as workers
+from workbench.cli import main
 from workbench.curvature import HessianOperator, hessian_trace, spectral_density, top_eigenpairs
+from workbench.distributed.launch import launcher_command, without_launcher_flag
 from workbench.distributed.passes import StepPasses
 from workbench.losses import CROSS_ENTROPY
 from workbench.params import flatten
@@ -186,3 +191,28 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_the_train_command_on_two_processes_through_torchrun(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "workbench", "train", "--nproc-per-node", "2", "--dataset", "blobs"]
+    command += ["--model", "mlp", "--optimizer", "eigensam", "--freq", "2", "--steps", "6", "--batch-size", "32"]
+    command += ["--probe-every", "3", "--probe-batch-size", "64", "--trace-samples", "6", "--perturbation-sync"]
+    command += ["global", "--run-dir", str(run_dir), "--no-progress"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("finished: completed 6 steps") == 1  # rank 0 alone reports
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["config"]["perturbation_sync"] == "global"
+    history = pd.read_csv(run_dir / "history.csv")
+    assert set(history[history.metric == "comm_gradient_syncs"].value) == {2.0}
+    assert (history[history.metric == "lambda_1"].value > 0).all() and (run_dir / "report.html").is_file()
+
+
+def test_the_launcher_runs_torchrun_with_the_command_less_its_own_flag():
+    arguments = ["--steps", "5", "--nproc-per-node", "4", "--run-dir", "x", "--nproc-per-node=4"]
+    assert without_launcher_flag(arguments) == ["--steps", "5", "--run-dir", "x"]
+    command = launcher_command(4, ["--steps", "5"])
+    assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4", "-m", "workbench",
+                           "train", "--steps", "5"]  # fmt: skip
+    assert main(["train", "--nproc-per-node", "0", "--steps", "1"]) == 2

@@ -157,7 +157,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "optimizer options (default: the chosen optimizer's paper value; `workbench list optimizers` shows them)"
     )
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         target = optimizers if field.metadata.get("optimizer_option") else group
         help_text = _help(field)
@@ -180,6 +180,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             choices = _choices(field.name)
             target.add_argument(
                 flag,
+                dest=field.name,
                 type=_parser_for(kind, field.name),
                 choices=choices,
                 default=argparse.SUPPRESS,

@@ -21,9 +21,10 @@ AMP_MODES = ("off", "bf16", "fp16")
 PERTURBATION_SYNCS = ("local", "global")
 
 
-def _option(default: Any, help: str) -> Any:
-    """A config field with its one-line help (read by the command line)."""
-    return field(default=default, metadata={"help": help})
+def _option(default: Any, help: str, flag: str | None = None) -> Any:
+    """A config field with its one-line help (read by the command line) and, when ``--<name>`` will not do, its
+    command-line flag."""
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 def _optimizer_option() -> Any:
@@ -86,7 +87,10 @@ class TrainConfig:
     device: str = _option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     amp: str = _option("off", "mixed precision: bf16 autocast, or fp16 autocast with a GradScaler (off: float32)")
     micro_batches: int = _option(1, "split each batch into this many micro-batches, accumulating their gradients")
-    m: int = _option(1, "m-sharpness: cut each batch into m chunks, each ascending with its own ε (SAM family)")
+    # --m would be an ambiguous prefix of torchrun's own options (--master-port, ...), which it parses first
+    m: int = _option(
+        1, "m-sharpness: cut each batch into m chunks, each ascending with its own ε (SAM family)", "--m-sharpness"
+    )
     perturbation_sync: str = _option(
         "local", "several processes: local (each its own ε, one all-reduce) or global (one shared ε, two)"
     )

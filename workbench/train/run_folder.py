@@ -5,7 +5,7 @@ Layout of a run folder (every writer and reader goes through ``RunFolder``)::
     config.json      the run's TrainConfig
     history.csv      the tidy history (step, epoch, metric, value), rewritten atomically as training goes
     checkpoint.pt    everything needed to continue the run exactly (``Trainer.state_dict``)
-    summary.json     how the run ended: status, reason, steps, seconds, final metrics, config (NaN as null)
+    summary.json     how the run ended: status, reason, steps, seconds, world_size, final metrics, config (NaN as null)
     trajectory.pt    weights along the run (live runs; for trajectory-PCA landscapes)
     report.html      a self-contained HTML report of the run
     tensorboard/     TensorBoard event files of the same scalars (with ``tensorboard=True``)

@@ -8,6 +8,11 @@ non-finite or exploding loss ends the run cleanly (status ``"diverged"``) with i
 directory, the config, the history, a checkpoint and a summary are written there as training goes, so a
 stopped or crashed run leaves everything computed so far on disk; ``Trainer.from_checkpoint(path)`` continues
 a run exactly (same seed → identical history on CPU).
+
+Started by torchrun (``workbench.distributed``), the same Trainer runs in every process: each trains on its shard
+of every batch through DistributedDataParallel (``TrainConfig.perturbation_sync`` says how SAM's perturbation is
+shared), the probes average their products across the processes, and rank 0 alone evaluates and writes the run
+directory; the checkpoint records the number of processes, which a resumed run must match.
 """
 
 from __future__ import annotations
