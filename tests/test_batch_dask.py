@@ -18,6 +18,7 @@ import pytest
 from tests.batch_notebooks import write_grid
 from workbench.batch import load_grid, run_batch
 from workbench.batch.records import ATTEMPTS_FILE, ERROR_FILE, RESULT_FILE, run_state
+from workbench.batch.tasks import record_task_failure
 
 DASK = Path(sys.executable).parent / "dask"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through Linux's /proc")
@@ -103,6 +104,30 @@ def test_a_run_whose_worker_is_killed_is_retried_once_then_marked_failed(tmp_pat
     error = json.loads((failed / ERROR_FILE).read_text())
     assert error["error"] == "WorkerLost" and "lost 2 times" in error["message"] and "retried once" in error["message"]
     assert len(_attempts(failed)) == 2 and f"WorkerLost: {error['message']}" in printed
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [({"GPU": 0}, "'GPU' must be a name with an amount > 0"), ([1], "resources must be a mapping")],
+)
+def test_bad_resources_are_refused_before_anything_runs(tmp_path, resources, message):
+    with pytest.raises(ValueError, match=message):
+        load_grid(write_grid(tmp_path, grid={"seed": [0]}, resources=resources))
+    assert load_grid(write_grid(tmp_path, grid={"seed": [0]}, resources={"GPU": 1})).resources == {"GPU": 1.0}
+
+
+def test_a_task_that_dask_gave_up_on_is_recorded_as_lost(tmp_path):
+    from types import SimpleNamespace
+
+    from distributed import KilledWorker
+
+    (tmp_path / "a").mkdir()
+    record_task_failure(tmp_path / "a", KilledWorker("run-a", SimpleNamespace(address="tcp://127.0.0.1:1"), 3))
+    error = json.loads((tmp_path / "a" / ERROR_FILE).read_text())
+    assert error["error"] == "WorkerLost" and error["message"].startswith("Dask gave up on the run")
+    (tmp_path / "b").mkdir()
+    record_task_failure(tmp_path / "b", OSError("no python here"))
+    assert json.loads((tmp_path / "b" / ERROR_FILE).read_text())["error"] == "OSError"
 
 
 def _kill_dask_worker_of(folder: Path, *, attempt: int) -> None:

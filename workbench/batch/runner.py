@@ -38,7 +38,7 @@ from workbench._checks import check_int
 from workbench.batch.cluster import dask_client
 from workbench.batch.grid import Grid, RunSpec, load_grid
 from workbench.batch.records import ERROR_FILE, FINISHED, PARAMS_FILE, RESULT_FILE, run_state
-from workbench.batch.tasks import execute_on_worker, mark_lost_by_scheduler
+from workbench.batch.tasks import execute_on_worker, record_task_failure
 from workbench.datasets.root import DATA_ROOT_VARIABLE, resolve_data_root
 from workbench.jsonfiles import read_json, write_json
 
@@ -167,8 +167,8 @@ def _execute(
     """Submit every run of ``todo`` to ``client`` (with the grid's resources) and wait for them; return the names
     of ended runs, in the order they ended.
 
-    A run whose worker Dask gave up on gets error.json here. On an interrupt (or any error here) the client and a
-    local cluster are closed by the caller, which cancels the runs still executing (they stay unfinished).
+    A run whose task failed in Dask (its workers lost) gets error.json here. On an interrupt (or any error here)
+    the caller closes the client and a local cluster, which cancels the runs still executing (they stay unfinished).
     """
     from distributed import as_completed
 
@@ -194,8 +194,8 @@ def _execute(
             run = futures[future]
             try:
                 future.result()
-            except Exception as error:  # KilledWorker (its worker lost more often than the scheduler allows)
-                mark_lost_by_scheduler(output / run.name, f"Dask gave up on the run: {type(error).__name__}: {error}")
+            except Exception as error:  # in Dask, not in the run: KilledWorker, or a worker that cannot start it
+                record_task_failure(output / run.name, error)
             ended.append(run.name)
             bar.update(1)
             tqdm.write(_outcome(output / run.name), file=sys.stderr)

@@ -95,13 +95,17 @@ def execute_on_worker(
     return state
 
 
-def mark_lost_by_scheduler(folder: str | Path, message: str) -> None:
-    """error.json for a run whose worker Dask gave up on (``KilledWorker``: its scheduler allows fewer retries
-    than ``MAX_LOST_ATTEMPTS``), unless the run has ended otherwise."""
+def record_task_failure(folder: str | Path, error: BaseException) -> None:
+    """error.json for a run whose task failed in Dask rather than in the run, unless the run has ended otherwise:
+    ``KilledWorker`` (Dask gave up after its workers died, its scheduler allowing fewer retries than
+    ``MAX_LOST_ATTEMPTS``) as "WorkerLost", anything else under its own name."""
     run = Path(folder)
     if run_state(run) in (FINISHED, FAILED):
         return
-    write_json(run / ERROR_FILE, {"status": FAILED, "run": run.name, "error": "WorkerLost", "message": message})
+    lost = type(error).__name__ == "KilledWorker"
+    message = f"Dask gave up on the run: {error}" if lost else str(error)
+    failure = {"error": "WorkerLost" if lost else type(error).__name__, "message": message}
+    write_json(run / ERROR_FILE, {"status": FAILED, "run": run.name, **failure})
 
 
 def _mark_lost(run: Path, lost: list[dict[str, Any]]) -> None:
