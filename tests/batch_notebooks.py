@@ -2,8 +2,8 @@
 
 The notebook fakes a Trainer's run directory (history.csv and summary.json). It raises when ``seed`` is
 ``FAILING_SEED``, sleeps ``steps / 10`` seconds before writing anything (so a test can kill a batch mid-run),
-records its test accuracy as ``seed / 100``, and notes in summary.json its kernel's ``OMP_NUM_THREADS``, where
-``workbench`` would be imported from and its ``$WORKBENCH_DATA``.
+records one evaluation (train_eval_loss 1.0, test accuracy ``seed / 100``), and notes in summary.json its
+kernel's ``OMP_NUM_THREADS``, where ``workbench`` would be imported from and its ``$WORKBENCH_DATA``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ if seed == {FAILING_SEED}:
     raise RuntimeError(f"seed {{seed}} fails on purpose")
 time.sleep((steps or 0) / 10)
 folder = pathlib.Path(run_dir)
-(folder / "history.csv").write_text(f"step,epoch,metric,value\\n0,0.0,test_accuracy,{{seed / 100}}\\n")
+(folder / "history.csv").write_text(
+    f"step,epoch,metric,value\\n0,0.0,train_eval_loss,1.0\\n0,0.0,test_accuracy,{{seed / 100}}\\n"
+)
 summary = {{"status": "finished", "reason": "fake", "steps": 1, "seconds": 0.0, "config": {{"seed": seed}}}}
 source = importlib.util.find_spec("workbench").origin
 summary["kernel"] = {{"threads": os.environ.get("OMP_NUM_THREADS"), "workbench": source}}

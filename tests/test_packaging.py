@@ -21,7 +21,7 @@ CORE_MODULES = (
 )
 # pandas imports pyarrow by itself when it is installed, so pyarrow (an extra) is not checked here.
 HEAVY = ("IPython", "ipykernel", "ipywidgets", "jupyterlab", "jupyter_server", "plotly", "papermill", "nbclient",
-         "anywidget", "tensorboard")  # fmt: skip
+         "anywidget", "tensorboard", "dask", "distributed")  # fmt: skip
 
 
 def test_importing_the_core_imports_no_notebook_plotting_or_batch_package():
@@ -41,6 +41,7 @@ def test_core_dependencies_leave_notebooks_batches_and_tracking_to_extras():
     extras = project["optional-dependencies"]
     assert {"viz", "notebooks", "batch", "tensorboard", "docs", "bench", "all", "dev"} <= set(extras)
     assert any(requirement.startswith("papermill") for requirement in extras["batch"])
+    assert any(requirement.startswith("dask[distributed]") for requirement in extras["batch"])
     assert any(requirement.startswith("jupyterlab") for requirement in extras["notebooks"])
     assert "workbench[all]" in extras["dev"]  # the README's test command installs everything
     assert project["license"] == "MIT"  # an SPDX expression, not the deprecated table

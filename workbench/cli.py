@@ -24,10 +24,12 @@ import yaml
 from workbench._checks import check_writable_folder
 from workbench._options import check_options
 from workbench.datasets import DATASETS, dataset_options, dataset_summary
+from workbench.distributed.passes import ReplicaLostError
 from workbench.models import MODELS, model_options, model_summary
 from workbench.optim import OPTIMIZER_NAMES, OPTIMIZERS
 from workbench.optim.registry import option_choices
 from workbench.train import RHO_SCHEDULES, SCHEDULES, TrainConfig
+from workbench.train.config import PERTURBATION_SYNCS
 from workbench.train.run_folder import RUN_FILES, RunFolder
 
 USAGE_ERROR = 2
@@ -40,12 +42,17 @@ DATA_DIR_HELP = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script; returns the exit status."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except ValueError as error:
         print(f"workbench {args.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except ReplicaLostError as error:
+        print(f"workbench {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except OSError as error:  # the file system refused (disk full, permissions): not a bug, no traceback
         print(f"workbench {args.command}: error: {error}", file=sys.stderr)
         return 1
@@ -82,6 +89,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--data-dir", type=Path, metavar="DIR", help=DATA_DIR_HELP)
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train on N processes of this machine (one per GPU, or CPU processes) through torchrun; rank 0 writes "
+        "the run folder (README: Scaling out)",
+    )
     _add_config_flags(train)
     train.set_defaults(handler=_train_command)
 
@@ -123,11 +137,21 @@ def _add_batch_commands(commands: argparse._SubParsersAction) -> None:
     batch = commands.add_parser("batch", help="run a notebook over a grid of parameters (papermill), then collect")
     actions = batch.add_subparsers(dest="action", required=True)
     run = actions.add_parser(
-        "run", help="execute a grid file's runs in parallel; finished runs are skipped, failed and interrupted re-run"
+        "run",
+        help="execute a grid file's runs on Dask (a local cluster, or --scheduler); finished runs are skipped, failed "
+        "and interrupted re-run",
     )
     run.add_argument("grid", type=_path, help="grid file (YAML; schema in workbench/batch/grid.py and docs)")
     run.add_argument("--output", type=_path, help="batch folder (default runs/<grid file name>)")
-    run.add_argument("--workers", type=int, help="runs at once (default: the number of CPU cores)")
+    run.add_argument(
+        "--workers", type=int, help="worker processes of the local Dask cluster, runs at once (default: CPU cores)"
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="submit the runs to an existing Dask cluster (dask scheduler / dask worker, SLURM, Kubernetes) instead "
+        "of a local one; the output folder must be a path its workers share",
+    )
     run.add_argument("--threads-per-run", type=int, default=1, help="OMP_NUM_THREADS of each run's kernel (default 1)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
     run.add_argument("--dry-run", action="store_true", help="list the runs and their state; execute nothing")
@@ -161,7 +185,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         "optimizer options (default: the chosen optimizer's paper value; `workbench list optimizers` shows them)"
     )
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         target = optimizers if field.metadata.get("optimizer_option") else group
         help_text = _help(field)
@@ -184,6 +208,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             choices = _choices(field.name)
             target.add_argument(
                 flag,
+                dest=field.name,
                 type=_parser_for(kind, field.name),
                 choices=choices,
                 default=argparse.SUPPRESS,
@@ -204,6 +229,7 @@ def _choices(name: str) -> tuple[Any, ...] | None:
     """The registered values of a named field (datasets, models, optimizers, schedules, orientations)."""
     named = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULES}
     named["rho_schedule"] = RHO_SCHEDULES
+    named["perturbation_sync"] = PERTURBATION_SYNCS
     return named.get(name, option_choices(name))
 
 
@@ -294,8 +320,14 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from workbench.distributed.context import launched_rank
+    from workbench.distributed.launch import launch_training, without_launcher_flag
     from workbench.runs import resume_run, train_run
 
+    if args.nproc_per_node is not None:
+        if not args.resume:
+            config_from_args(args)  # bad options fail here, before any process starts
+        return launch_training(args.nproc_per_node, without_launcher_flag(args.argv[args.argv.index("train") + 1 :]))
     if args.resume:
         if args.run_dir.exists():
             check_writable_folder("--run-dir", args.run_dir)
@@ -308,6 +340,8 @@ def _train_command(args: argparse.Namespace) -> int:
         result = train_run(
             config, args.run_dir, progress=not args.no_progress, data_dir=args.data_dir, overwrite=args.overwrite
         )
+    if launched_rank() != 0:  # a process of a distributed run other than rank 0: rank 0 reports
+        return 0 if result.status != "diverged" else 1
     report = RunFolder(args.run_dir).report
     written = f"report: {report}" if report.is_file() else f"run folder: {args.run_dir}"
     print(f"{result.status}: {result.reason}; {written}")
@@ -366,6 +400,7 @@ def _batch_run_command(args: argparse.Namespace) -> int:
         grid,
         output,
         workers=args.workers,
+        scheduler=args.scheduler,
         kernel_name=args.kernel,
         threads_per_run=args.threads_per_run,
         progress=not args.no_progress,

@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from workbench.datasets import DatasetSplits, load_dataset
+from workbench.distributed import distributed_context, main_first, release_process_group, training_device
+from workbench.distributed.context import launched_rank
 from workbench.train import TrainConfig, Trainer, TrainEvent, TrainResult
 from workbench.train.checkpoint import read_checkpoint
 from workbench.train.run_folder import REPORT_FILE, RunFolder
@@ -53,16 +56,26 @@ def train_run(
     files of a run there are removed first. Files that are not a run's are never removed: a folder holding any is
     refused.
 
+    Started by torchrun (several processes), each process trains its shard; rank 0 alone checks and holds the
+    folder, loads the data first (the others then read its cache), writes the folder, shows progress and writes
+    the report; every process returns the result.
+
     Raises:
         ValueError: naming the folder when it holds files (a run, unless ``overwrite``), cannot be written, or is
             in use by another process; all before any data is loaded.
     """
     folder = RunFolder(run_dir)
-    with folder.lock():
-        _check_new(folder, overwrite=overwrite)
-        folder.remove_run_files()
-        data = data if data is not None else _load_data(config, data_dir)
-        return _train_and_report(Trainer(config, run_dir=folder.path, data=data), folder, progress)
+    with _held_by_main(folder):
+        context = distributed_context(training_device(config.device))
+        try:
+            with main_first(context):
+                if context is None or context.is_main:
+                    _check_new(folder, overwrite=overwrite)
+                    folder.remove_run_files()
+                data = data if data is not None else _load_data(config, data_dir)
+            return _train_and_report(Trainer(config, run_dir=folder.path, data=data), folder, progress)
+        finally:
+            release_process_group()
 
 
 def resume_run(
@@ -74,7 +87,8 @@ def resume_run(
     data_dir: str | Path | None = None,
 ) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, exactly (on CPU, the history equals that of a run
-    never interrupted), then write its report; a run that already finished is left as it is.
+    never interrupted), then write its report; a run that already finished is left as it is. A distributed run
+    resumes on as many processes as it was trained on (``Trainer.load_state_dict`` checks).
 
     Args:
         run_dir: a run folder with checkpoint.pt.
@@ -90,7 +104,7 @@ def resume_run(
     folder = RunFolder(run_dir)
     if not folder.path.is_dir():
         raise ValueError(f"run folder {folder.path} does not exist: there is no run to resume")
-    with folder.lock():
+    with _held_by_main(folder):
         if not folder.has_checkpoint():
             raise ValueError(
                 f"run folder {folder.path} has no {folder.checkpoint.name} to resume from (a run writes one every "
@@ -113,10 +127,26 @@ def resume_run(
                 summary.get("final") or {},
                 summary.get("final_step"),
             )
-        if data is None:
-            data = _load_data(TrainConfig.from_dict(state["config"]), data_dir)
-        trainer = Trainer.from_checkpoint(folder.checkpoint, run_dir=folder.path, data=data)
-        return _train_and_report(trainer, folder, progress)
+        config = TrainConfig.from_dict(state["config"])
+        context = distributed_context(training_device(config.device))
+        try:
+            with main_first(context):
+                data = data if data is not None else _load_data(config, data_dir)
+            trainer = Trainer.from_checkpoint(folder.checkpoint, run_dir=folder.path, data=data)
+            return _train_and_report(trainer, folder, progress)
+        finally:
+            release_process_group()
+
+
+@contextmanager
+def _held_by_main(folder: RunFolder) -> Iterator[None]:
+    """Hold ``folder``'s lock in a single process or rank 0 of a launched run (the process that writes it)."""
+    rank = dist.get_rank() if dist.is_initialized() else launched_rank()
+    if rank != 0:
+        yield
+        return
+    with folder.lock():
+        yield
 
 
 def _check_new(folder: RunFolder, *, overwrite: bool) -> None:
@@ -156,9 +186,11 @@ def _normal(value: Any) -> Any:
 
 
 def _train_and_report(trainer: Trainer, folder: RunFolder, progress: bool) -> TrainResult:
-    with _progress_bar(trainer, progress, folder.name) as update:
+    with _progress_bar(trainer, progress and trainer.is_main, folder.name) as update:
         trainer.callbacks.append(update)
         result = trainer.run()
+    if not trainer.is_main:
+        return result
     try:
         from workbench.viz import load_runs, write_report
     except ImportError as error:  # a core install: the run folder is complete without its report

@@ -1,4 +1,5 @@
-"""Papermill batches: grid files expanded into notebook runs, executed in parallel and resumably, then collected."""
+"""Papermill batches: grid files expanded into notebook runs, executed on Dask distributed and resumably, then
+collected."""
 
 from workbench.batch.collect import Collection, collect
 from workbench.batch.comparison import paired_comparison

@@ -16,6 +16,8 @@ Schema (every key but ``notebook`` is optional; at least one run must result)::
       device: cpu         # options overriding base (and the variants); a list for a grid axis replaces its values
       epochs: 1
       seed: [0]
+    resources:            # optional: what each run needs of a Dask worker's resources (`dask worker --resources`)
+      GPU: 1
 
 A run's options are ``base``, then its variant's options, then its grid values (an option may not be set by both
 a variant and a grid axis). Runs are ordered with the first grid axis varying slowest and the variants fastest,
@@ -46,7 +48,7 @@ from workbench.devices import resolve_device
 from workbench.models import MODELS, model_options
 from workbench.train import TrainConfig
 
-GRID_KEYS = ("notebook", "description", "base", "variants", "grid", "preview")
+GRID_KEYS = ("notebook", "description", "base", "variants", "grid", "preview", "resources")
 CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 RUN_DIR_PARAMETER = "run_dir"  # the notebook parameter that receives the run's folder
 SEED_AXIS = "seed"  # runs that differ only in this option are repeats of one setting
@@ -86,12 +88,14 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class Grid:
-    """A parsed and validated grid: the notebook to run and the runs, in execution order (``path``: its file)."""
+    """A parsed and validated grid: the notebook to run and the runs, in execution order (``path``: its file;
+    ``resources``: what each run needs of a Dask worker, e.g. ``{"GPU": 1}``; Dask schedules by it)."""
 
     notebook: Path
     description: str
     runs: tuple[RunSpec, ...]
     path: Path | None = None
+    resources: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def load_grid(path: str | Path, *, preview: bool = False) -> Grid:
@@ -157,7 +161,19 @@ def parse_grid(values: Any, *, root: str | Path, source: str = "grid", preview: 
         _check_cuda(base, variants, source)
     runs = _expand(base, variants, axes, source)
     _check_notebook_parameters(notebook, {key for run in runs for key in run.options}, source)
-    return Grid(notebook, description, runs)
+    return Grid(notebook, description, runs, resources=_resources(values.get("resources"), source))
+
+
+def _resources(values: Any, source: str) -> dict[str, float]:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: resources must be a mapping of resource names to amounts, e.g. {{GPU: 1}}")
+    for name, amount in values.items():
+        valid = isinstance(amount, int | float) and not isinstance(amount, bool) and amount > 0
+        if not isinstance(name, str) or not name or not valid:
+            raise ValueError(f"{source}: resources: {name!r} must be a name with an amount > 0, got {amount!r}")
+    return {name: float(amount) for name, amount in values.items()}
 
 
 def _check_cuda(base: dict[str, Any], variants: dict[str, dict[str, Any]], source: str) -> None:

@@ -6,7 +6,9 @@ Layout of ``OUTPUT/<run name>/``:
     config.json, history.csv, summary.json, checkpoint.pt   the Trainer's run folder (``workbench.train.run_folder``)
     result.json       written last, only when the notebook completed: status "finished", metrics, timings
     error.json        instead of result.json when the run failed: the error, the failing cell, the traceback
-    worker.log        the worker process's output
+    worker.log        the worker process's output (every attempt's, each under a header line)
+    attempts.json     each time a Dask worker started the run: the batch submission, the worker, start, end, state
+    .run.lock         held by the process executing the run (one at a time, whichever batch started it)
 
 A run is finished exactly when result.json exists with status "finished"; a folder with error.json failed; one
 whose result.json cannot be read is unreadable; any other folder was interrupted (or is running). Finished runs
@@ -27,6 +29,8 @@ PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "worker.log"
+ATTEMPTS_FILE = "attempts.json"
+RUN_LOCK_FILE = ".run.lock"
 
 FINISHED, FAILED, INCOMPLETE, NEW, UNREADABLE = "finished", "failed", "incomplete", "new", "unreadable"
 

@@ -1,15 +1,21 @@
-"""Run a grid: one worker process per run, ``workers`` at a time, with a progress bar; finished runs are skipped.
+"""Run a grid on Dask distributed: one task per run, with a progress bar; finished runs are skipped.
+
+Every run is submitted to a Dask client (``workbench.batch.cluster``): an embedded LocalCluster of ``workers``
+single-threaded worker processes, or an existing cluster at ``scheduler`` (``tcp://HOST:PORT``). The path is the
+same either way: each task (``workbench.batch.tasks``) executes its run in a child process of its Dask worker,
+into ``output/<run name>/``, which must be a path the workers share with this process.
 
 Threads: each run's kernel gets ``OMP_NUM_THREADS=threads_per_run`` (default 1), so N workers on N cores use one
 core each; more OpenMP threads than cores slow a busy CPU down many times over. Give a GPU run more threads
-(and fewer workers) when its data pipeline needs them. The rest of the environment passes to the workers and
-their kernels, with the checkout this ``workbench`` was imported from first on ``PYTHONPATH`` and the batch's data
-root (``data_dir``, resolved once here) in ``$WORKBENCH_DATA``: every run reads and caches its data in one place,
-e.g. a shared folder of a cluster.
+(and fewer workers) when its data pipeline needs them. Each run also gets the batch's data root (``data_dir``,
+resolved once here) in ``$WORKBENCH_DATA`` (every run reads and caches its data in one place, e.g. a shared
+folder of a cluster) and, where the worker has it, the checkout this ``workbench`` was imported from first on
+``PYTHONPATH``.
 
 Re-running the same grid into the same output is the way to resume: finished runs (result.json with status
-"finished") are skipped, failed and interrupted ones run again from the start. One batch at a time may use an
-output folder (a lock, released by the operating system even when the batch is killed).
+"finished") are skipped, failed and interrupted ones run again from the start. A run whose Dask worker is lost
+is retried once, then marked failed with the reason. One batch at a time may use an output folder (a lock,
+released by the operating system even when the batch is killed).
 """
 
 from __future__ import annotations
@@ -17,35 +23,26 @@ from __future__ import annotations
 import fcntl
 import os
 import site
-import subprocess
 import sys
-import time
-from collections import deque
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any
 
 from tqdm.auto import tqdm
 
 import workbench
 from workbench._checks import check_int
+from workbench.batch.cluster import dask_client
 from workbench.batch.grid import Grid, RunSpec, load_grid
-from workbench.batch.records import (
-    ERROR_FILE,
-    FAILED,
-    FINISHED,
-    LOG_FILE,
-    PARAMS_FILE,
-    RESULT_FILE,
-    run_state,
-)
+from workbench.batch.records import ERROR_FILE, FINISHED, PARAMS_FILE, RESULT_FILE, run_state
+from workbench.batch.tasks import execute_on_worker, record_task_failure
 from workbench.datasets.root import DATA_ROOT_VARIABLE, resolve_data_root
 from workbench.jsonfiles import read_json, write_json
 
 LOCK_FILE = ".batch.lock"
-POLL_SECONDS = 0.2  # how often the runner looks for ended workers
 
 
 @dataclass(frozen=True)
@@ -86,6 +83,7 @@ def run_batch(
     output: str | Path,
     *,
     workers: int | None = None,
+    scheduler: str | None = None,
     kernel_name: str = "python3",
     threads_per_run: int = 1,
     progress: bool = True,
@@ -98,8 +96,11 @@ def run_batch(
 
     Args:
         grid: a ``Grid`` or the path of a grid file.
-        output: the batch's folder (created).
-        workers: runs executed at once, >= 1; None: ``default_workers()``.
+        output: the batch's folder (created); on a cluster, a path its workers share.
+        workers: the embedded LocalCluster's worker processes (runs at once), >= 1; None: ``default_workers()``.
+            Not with ``scheduler``, whose cluster has its own.
+        scheduler: the address of an existing Dask cluster's scheduler (``tcp://HOST:PORT``); None: a
+            LocalCluster started here for the batch.
         kernel_name: the Jupyter kernel the notebooks run in.
         threads_per_run: ``OMP_NUM_THREADS`` of each run's kernel, >= 1.
         progress: show a progress bar of runs (a line per ended run is printed to stderr either way).
@@ -107,10 +108,13 @@ def run_batch(
             as ``workbench.datasets.resolve_data_root`` documents.
 
     Raises:
-        ValueError: for an invalid grid, an unknown kernel, bad ``workers``/``threads_per_run``, or an output
-            folder in use by another batch.
+        ValueError: for an invalid grid, an unknown kernel, bad ``workers``/``threads_per_run``, ``workers`` with
+            ``scheduler``, a scheduler that does not answer or lacks the grid's resources, or an output folder in
+            use by another batch.
     """
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    if scheduler is not None and workers is not None:
+        raise ValueError("workers sizes the local cluster; with scheduler, the cluster's own workers run the batch")
     workers = check_int("workers", default_workers() if workers is None else workers, minimum=1)
     threads_per_run = check_int("threads_per_run", threads_per_run, minimum=1)
     _check_kernel(kernel_name)
@@ -124,8 +128,9 @@ def run_batch(
             if run in todo:
                 (output / run.name).mkdir(exist_ok=True)
                 write_json(output / run.name / PARAMS_FILE, _params(run, index, grid))
-        environment = _worker_environment(threads_per_run, data_root)
-        ended = _execute(todo, output, workers, kernel_name, environment, progress, len(grid.runs), len(skipped))
+        environment = {"OMP_NUM_THREADS": str(threads_per_run), DATA_ROOT_VARIABLE: str(data_root)}
+        with dask_client(scheduler, workers, grid.resources) as client:
+            ended = _execute(client, todo, output, grid, kernel_name, environment, progress, len(skipped))
     finished = tuple(name for name in ended if run_state(output / name) == FINISHED)
     diverged = tuple(
         name for name in finished if (read_json(output / name / RESULT_FILE) or {}).get("train_status") == "diverged"
@@ -134,17 +139,12 @@ def run_batch(
     return BatchSummary(output, finished, skipped, failed, diverged)
 
 
-def _worker_environment(threads_per_run: int, data_root: Path) -> dict[str, str]:
-    """This process's environment with ``OMP_NUM_THREADS`` and ``$WORKBENCH_DATA`` (the absolute ``data_root``) set,
-    and, when ``workbench`` was imported from a source checkout rather than a site directory, that checkout first on
-    ``PYTHONPATH``: workers and kernels (which start in the run folder) then import the same ``workbench`` as the
-    batch, not another installed copy, and read the same data."""
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_run), DATA_ROOT_VARIABLE: str(data_root)}
+def _checkout() -> str | None:
+    """The source checkout this ``workbench`` was imported from, or None for an installed copy (in a site
+    directory): the runs' kernels (which start in the run folder) then import the same ``workbench`` as the batch."""
     checkout = Path(workbench.__file__).resolve().parents[1]
     site_directories = {Path(path).resolve() for path in [*site.getsitepackages(), site.getusersitepackages()]}
-    if checkout not in site_directories:
-        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
-    return environment
+    return None if checkout in site_directories else str(checkout)
 
 
 def _params(run: RunSpec, index: int, grid: Grid) -> dict[str, object]:
@@ -154,73 +154,62 @@ def _params(run: RunSpec, index: int, grid: Grid) -> dict[str, object]:
 
 
 def _execute(
+    client: Any,
     todo: list[RunSpec],
     output: Path,
-    workers: int,
+    grid: Grid,
     kernel_name: str,
     environment: dict[str, str],
     progress: bool,
-    total: int,
     done: int,
 ) -> list[str]:
-    """Keep up to ``workers`` worker processes busy until ``todo`` is done; return the names of ended runs.
+    """Submit every run of ``todo`` to ``client`` (with the grid's resources) and wait for them; return the names
+    of ended runs, in the order they ended.
 
-    On an interrupt (or any error here) the running workers are terminated; their runs stay unfinished.
+    A run whose task failed in Dask (its workers lost) gets error.json here. On an interrupt (or any error here)
+    the caller closes the client and a local cluster, which cancels the runs still executing (they stay unfinished).
     """
-    pending = deque(todo)
-    active: dict[subprocess.Popen[bytes], tuple[RunSpec, IO[bytes]]] = {}
+    from distributed import as_completed
+
+    submission = uuid.uuid4().hex
+    futures = {
+        client.submit(
+            execute_on_worker,
+            str(output / run.name),
+            kernel_name,
+            environment,
+            _checkout(),
+            submission,
+            key=f"{run.name}-{submission[:8]}",
+            pure=False,
+            resources=grid.resources or None,
+        ): run
+        for run in todo
+    }
     ended: list[str] = []
-    bar = tqdm(total=total, initial=done, unit="run", desc=output.name, disable=not progress)
+    bar = tqdm(total=len(grid.runs), initial=done, unit="run", desc=output.name, disable=not progress)
     try:
-        while pending or active:
-            while pending and len(active) < workers:
-                run = pending.popleft()
-                log = (output / run.name / LOG_FILE).open("wb")
-                active[_start_worker(output / run.name, kernel_name, environment, log)] = (run, log)
-            time.sleep(POLL_SECONDS)
-            for process in [process for process in active if process.poll() is not None]:
-                run, log = active.pop(process)
-                log.close()
-                line = _outcome(output / run.name, process.returncode)
-                ended.append(run.name)
-                bar.update(1)
-                tqdm.write(line, file=sys.stderr)
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                future.result()
+            except Exception as error:  # in Dask, not in the run: KilledWorker, or a worker that cannot start it
+                record_task_failure(output / run.name, error)
+            ended.append(run.name)
+            bar.update(1)
+            tqdm.write(_outcome(output / run.name), file=sys.stderr)
     finally:
-        for process, (_, log) in active.items():
-            process.terminate()
-            process.wait()
-            log.close()
         bar.close()
     return ended
 
 
-def _start_worker(folder: Path, kernel_name: str, environment: dict[str, str], log: IO[bytes]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "workbench.batch.worker", str(folder), "--kernel", kernel_name]
-    command += ["--parent", str(os.getpid())]
-    # a session of its own: a Ctrl-C in the terminal reaches the runner, which then ends the workers itself
-    return subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-    )
-
-
-def _outcome(folder: Path, returncode: int) -> str:
-    """One line about an ended run; a worker that died without writing anything gets an error.json here."""
-    state = run_state(folder)
-    if state == FINISHED:
+def _outcome(folder: Path) -> str:
+    """One line about an ended run."""
+    if run_state(folder) == FINISHED:
         result = read_json(folder / RESULT_FILE)
         accuracy = result["metrics"].get("final_test_accuracy")
         accuracy_text = "" if accuracy is None else f", test accuracy {accuracy:.4f}"
         return f"finished {folder.name}: {result['train_status']} in {result['seconds']:.1f} s{accuracy_text}"
-    if state != FAILED:
-        write_json(
-            folder / ERROR_FILE,
-            {
-                "status": FAILED,
-                "run": folder.name,
-                "error": "WorkerExited",
-                "message": f"the worker process exited with status {returncode} without a result; see {LOG_FILE}",
-            },
-        )
     return f"FAILED   {folder.name}: {_error_text(folder)}"
 
 

@@ -1,14 +1,17 @@
 """One batch run in its own process: execute the notebook with papermill, then write result.json or error.json.
 
-The runner starts ``python -m workbench.batch.worker FOLDER --kernel NAME --parent PID`` per run.
-The worker ends itself within ``PARENT_POLL_SECONDS`` of its parent's death (even by ``kill -9``), and the
-kernel it started ends within a second of the worker's (ipykernel polls its parent too), so a killed batch
-leaves no run executing behind it: re-running the batch can safely start its interrupted runs again.
+A Dask worker starts ``python -m workbench.batch.worker FOLDER --kernel NAME --parent PID`` per run
+(``workbench.batch.tasks``). The worker ends itself within ``PARENT_POLL_SECONDS`` of its parent's death (even by
+``kill -9``), and the kernel it started ends within a second of the worker's (ipykernel polls its parent too), so
+a killed batch leaves no run executing behind it: re-running the batch can safely start its interrupted runs
+again. It holds the run's lock (``.run.lock``) while it executes; another worker process for the same run waits
+for it and then, finding the run finished, does not execute it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import sys
@@ -26,7 +29,9 @@ from workbench.batch.records import (
     FINISHED,
     PARAMS_FILE,
     RESULT_FILE,
+    RUN_LOCK_FILE,
     run_metrics,
+    run_state,
 )
 from workbench.jsonfiles import read_json, write_json
 
@@ -105,7 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, required=True, help="process id of the batch; exit when it dies")
     args = parser.parse_args(argv)
     _exit_with_parent(args.parent)
-    return 0 if execute_run(args.folder, kernel_name=args.kernel) else 1
+    with (args.folder / RUN_LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the operating system when this process ends, however
+        if run_state(args.folder) == FINISHED:
+            print(f"{args.folder.name} was finished meanwhile by an earlier batch; not executed again")
+            return 0
+        return 0 if execute_run(args.folder, kernel_name=args.kernel) else 1
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -14,6 +14,7 @@ Both also apply to a batch of vectors at once (``batched_matvec``), vectorised w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,6 +52,10 @@ class HessianOperator:
             ``batched_matvec``. Default 1, one product at a time: on CPU, vmap over 8 vectors was slower per
             product than a loop for both engines on the benchmark CNN and MLP (``benchmarks/hvp_engines.py``,
             benchmarks/RESULTS.md); raise it where measurements on your device say otherwise.
+        process_group: a ``torch.distributed`` process group whose processes each hold a shard of the data (each
+            builds its operator on its own ``data``): every product and ``gradient()`` is then averaged across
+            them, weighted by their sample counts (one all-reduce each), so each process holds the Hessian of the
+            union of the shards and gets the same results; None (default): this process's data alone.
 
     Vectors are flat tensors of shape ``(num_params,)`` in the parameters' dtype and device, or per-parameter
     lists; ``matvec`` returns the same form it was given.
@@ -72,6 +77,7 @@ class HessianOperator:
         hvp: str = "auto",
         cache_graph: bool | None = None,
         max_batched: int = 1,
+        process_group: Any = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -89,6 +95,12 @@ class HessianOperator:
         self.num_hvps = 0
         self.num_third_order = 0
         self._check_loss_depends_on_params()
+        # -- across processes (workbench.distributed): products averaged over the shards, by sample count --
+        self._across_ranks = None
+        if process_group is not None:
+            from workbench.distributed.averaging import RankAverage
+
+            self._across_ranks = RankAverage(process_group, weight=float(self.num_samples))
 
     @property
     def num_params(self) -> int:
@@ -110,7 +122,8 @@ class HessianOperator:
         vectors = vectors.to(device=self.device, dtype=self.dtype)
         chunks = [self._apply(chunk) for chunk in torch.split(vectors, self.max_batched)]
         self.num_hvps += vectors.shape[0]
-        return torch.cat(chunks) if chunks else vectors.clone()
+        products = torch.cat(chunks) if chunks else vectors.clone()
+        return products if self._across_ranks is None else self._across_ranks(products)
 
     def gradient(self) -> torch.Tensor:
         """The loss gradient ∇θ L as a flat tensor ``(num_params,)`` (size-weighted over the batches)."""
@@ -120,7 +133,7 @@ class HessianOperator:
             total += batch.weight * flatten(
                 [_zeros_if_none(g, p).detach() for g, p in zip(grads, self.params, strict=True)]
             )
-        return total
+        return total if self._across_ranks is None else self._across_ranks(total)
 
     def quadratic_form_gradient(self, vector: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """∇θ(vᵀH(θ)v) for a fixed v: the loss's third derivative contracted with v twice, ``(num_params,)``.

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from workbench._checks import check_float
-from workbench.curvature import EigenResult
+from workbench.curvature import EigenResult, SymmetricOperator
 from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
 from workbench.optim.record import NORM_NAMES, SCALAR_NAMES, StepRecord
@@ -84,6 +84,10 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         last_step: the ``StepRecord`` of the last completed step (``None`` before the first).
         step_count: number of completed steps.
     """
+
+    #: Applied to the closure's Hessian before the eigen-tracker refreshes on it (None: the Hessian as it is).
+    #: ``workbench.distributed`` sets it to average the products across processes, each holding a shard.
+    hessian_hook: Callable[[SymmetricOperator], SymmetricOperator] | None = None
 
     def __init__(
         self,
@@ -260,7 +264,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         owner = type(self).__name__
         mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
         with mode, closure_hessian(closure, self._params()) as hessian:
-            result = self.tracker.refresh(hessian)
+            result = self.tracker.refresh(hessian if self.hessian_hook is None else self.hessian_hook(hessian))
         self._refreshed = True
         return result
 

@@ -16,11 +16,15 @@ SCHEDULES = ("constant", "cosine", "step")
 RHO_SCHEDULES = ("constant", "lr")
 #: Mixed-precision modes: none, bfloat16 autocast, float16 autocast with dynamic loss scaling.
 AMP_MODES = ("off", "bf16", "fp16")
+#: How the processes of a distributed run perturb (SAM family): each with the gradient of its own shard (the SAM
+#: paper's practice, m-sharpness), or all with the whole batch's gradient (one more all-reduce per step).
+PERTURBATION_SYNCS = ("local", "global")
 
 
-def _option(default: Any, help: str) -> Any:
-    """A config field with its one-line help (read by the command line)."""
-    return field(default=default, metadata={"help": help})
+def _option(default: Any, help: str, flag: str | None = None) -> Any:
+    """A config field with its one-line help (read by the command line) and, when ``--<name>`` will not do, its
+    command-line flag."""
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 def _optimizer_option() -> Any:
@@ -37,13 +41,17 @@ class TrainConfig:
     The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
     ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
     field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
-    and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
-    (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
-    Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles, weight and logit norms) run every
-    ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns
-    them off. Two opt-in probes ride on the same schedule: ``probe_mechanism`` (∇λ1 and the step decomposition,
-    ``workbench.train.mechanism_probe``) and ``probe_adaptive_rho`` (the adaptive sharpness,
-    ``workbench.train.scale_probe``).
+    and setting one the optimizer does not take is an error. ``m`` > 1 (m-sharpness) cuts each batch into m
+    chunks that ascend with their own ε and averages their adversarial gradients; ``perturbation_sync`` says how
+    the processes of a distributed run perturb (``workbench.distributed.passes``: ``"local"``, each with its own
+    shard's gradient, equals ``m`` = the number of processes; ``"global"``, one ε from the whole batch, equals a
+    single process). ``batch_size`` is the batch of a step over all processes. ``rho_schedule="lr"`` moves ρ
+    with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given,
+    else ``epochs`` epochs. Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles, weight and logit
+    norms) run every ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples;
+    ``probe_every=None`` turns them off. Two opt-in probes ride on the same schedule: ``probe_mechanism`` (∇λ1
+    and the step decomposition, ``workbench.train.mechanism_probe``) and ``probe_adaptive_rho`` (the adaptive
+    sharpness, ``workbench.train.scale_probe``).
     """
 
     dataset: str | None = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
@@ -88,6 +96,13 @@ class TrainConfig:
     device: str = _option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     amp: str = _option("off", "mixed precision: bf16 autocast, or fp16 autocast with a GradScaler (off: float32)")
     micro_batches: int = _option(1, "split each batch into this many micro-batches, accumulating their gradients")
+    # --m would be an ambiguous prefix of torchrun's own options (--master-port, ...), which it parses first
+    m: int = _option(
+        1, "m-sharpness: cut each batch into m chunks, each ascending with its own ε (SAM family)", "--m-sharpness"
+    )
+    perturbation_sync: str = _option(
+        "local", "several processes: local (each its own ε, one all-reduce) or global (one shared ε, two)"
+    )
     tensorboard: bool = _option(False, "also write the logged scalars as TensorBoard events in the run folder")
 
     def __post_init__(self) -> None:
@@ -133,12 +148,25 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         check_choice("amp", self.amp, AMP_MODES)
         check_int("micro_batches", self.micro_batches, minimum=1)
+        check_int("m", self.m, minimum=1)
+        check_choice("perturbation_sync", self.perturbation_sync, PERTURBATION_SYNCS)
+        if self.m > 1:
+            self._check_m(entry)
         for name in ("probe_trace", "probe_mechanism", "tensorboard"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("dataset_options", "model_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping of option names to values, got {getattr(self, name)!r}")
+
+    def _check_m(self, entry: Any) -> None:
+        """m > 1 needs a perturbation to cut into chunks, local sync, and no float16 loss scaling."""
+        if "rho" not in entry.option_names:
+            raise ValueError(f"m={self.m} cuts the batch into chunks with their own ε; {self.optimizer!r} has none")
+        if self.perturbation_sync != "local":
+            raise ValueError(f"m={self.m} gives each chunk its own ε, which needs perturbation_sync='local'")
+        if self.amp == "fp16":
+            raise ValueError(f"m={self.m} is not supported with amp='fp16' (loss-scaled chunk gradients); use bf16")
 
     @property
     def optimizer_options(self) -> dict[str, Any]:

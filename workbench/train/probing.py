@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import torch
 
@@ -26,6 +27,8 @@ class CurvatureProbe:
         top_k: eigenpairs measured (λ1 … λk are logged).
         trace: also estimate tr(H) by Hutch++ with ``trace_samples`` HVPs.
         seed: base seed of the trace probes (each probe uses seed + step).
+        process_group: in a run on several processes, their group: ``batch`` is this process's shard of the probe
+            batch and every product is averaged across them (``HessianOperator``); None for one process.
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class CurvatureProbe:
         trace: bool,
         trace_samples: int,
         seed: int,
+        process_group: Any = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -46,11 +50,12 @@ class CurvatureProbe:
         self.trace = trace
         self.trace_samples = trace_samples
         self.seed = seed
+        self.process_group = process_group
         self.eigenvectors: torch.Tensor | None = None  # (k, n), the warm start of the next probe
 
     def measure(self, step: int) -> dict[str, float]:
         """Probe at the current weights; returns the metrics and keeps v1 for ``alignment``."""
-        op = HessianOperator(self.model, self.loss_fn, self.batch)
+        op = HessianOperator(self.model, self.loss_fn, self.batch, process_group=self.process_group)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an unconverged probe is logged, not warned
             eigen = top_eigenpairs(op, k=self.top_k, tol=1e-3, max_iter=300, init=self.eigenvectors)

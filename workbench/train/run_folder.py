@@ -6,8 +6,8 @@ Layout of a run folder (every writer and reader goes through ``RunFolder``)::
     history.csv      the tidy history (step, epoch, metric, value), rewritten atomically as training goes
     checkpoint.pt    everything needed to continue the run exactly (``Trainer.state_dict``), with its checksum
                      (``workbench.train.checkpoint``)
-    summary.json     how the run ended: status, reason, steps, seconds, the final metrics and final_step (the step
-                     of the last evaluation, which they describe), config (NaN as null)
+    summary.json     how the run ended: status, reason, steps, seconds, world_size, the final metrics and final_step
+                     (the step of the last evaluation, which they describe), config (NaN as null)
     trajectory.pt    weights along the run (live runs; for trajectory-PCA landscapes)
     report.html      a self-contained HTML report of the run
     tensorboard/     TensorBoard event files of the same scalars (with ``tensorboard=True``)

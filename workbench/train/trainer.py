@@ -11,6 +11,11 @@ a run exactly (same seed → identical history on CPU). While it runs, the train
 (``RunFolder.lock``); a fresh run replaces the files of a previous run in its folder, a continued one only the
 outcome of its previous attempt. Checkpoints are read with ``weights_only=True`` after their checksum matched
 (``workbench.train.checkpoint``).
+
+Started by torchrun (``workbench.distributed``), the same Trainer runs in every process: each trains on its shard
+of every batch through DistributedDataParallel (``TrainConfig.perturbation_sync`` says how SAM's perturbation is
+shared), the probes average their products across the processes, and rank 0 alone evaluates and writes the run
+directory; the checkpoint records the number of processes, which a resumed run must match.
 """
 
 from __future__ import annotations
@@ -18,16 +23,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workbench.batching import batch_size, chunks, move_to, split
+from workbench.batching import chunks, move_to
 from workbench.datasets import DatasetSplits
-from workbench.devices import resolve_device
+from workbench.distributed.context import distributed_context, training_device
+from workbench.distributed.passes import Replicas, StepPasses, replica_failures
+from workbench.distributed.sharding import shard_training_data
 from workbench.losses import CROSS_ENTROPY, BatchLoss, ModelLoss, model_loss
 from workbench.models import build_model
 from workbench.modes import eval_mode
@@ -149,15 +155,22 @@ class Trainer:
         self.config = config
         self.loss_fn = CROSS_ENTROPY if loss_fn is None else model_loss(loss_fn)
         self.metrics_fn = metrics_fn
-        self.device = resolve_device(config.device)
+        self.device = training_device(config.device)
+        self.distributed = distributed_context(self.device)  # None for a single process
         self.inputs = training_data(
             config, self.device, splits=data, train_data=train_data, test_data=test_data, probe_data=probe_data
         )
+        if self.distributed is not None:
+            self.inputs = shard_training_data(self.inputs, self.distributed)
         self.model = self._model(model).to(self.device)
         steps_per_epoch = self.inputs.batches.steps_per_epoch
         self.total_steps = config.steps or config.epochs * steps_per_epoch
         self.optimizer = build_optimizer(config, self.model, steps_per_epoch)
         self.autocast, self.optimizer.grad_scaler = mixed_precision(config.amp, self.device)
+        replicas = None if self.distributed is None else Replicas(self.model, self.distributed, config, self.optimizer)
+        self.passes = StepPasses(
+            self.model, self.loss_fn, self.autocast, micro_batches=config.micro_batches, m=config.m, replicas=replicas
+        )
         self.probe = (
             CurvatureProbe(
                 self.model,
@@ -167,6 +180,7 @@ class Trainer:
                 trace=config.probe_trace,
                 trace_samples=config.trace_samples,
                 seed=config.seed,
+                process_group=None if self.distributed is None else self.distributed.group,
             )
             if config.probe_every is not None
             else None
@@ -175,11 +189,12 @@ class Trainer:
         self.history = History()
         self.control = RunControl()
         self.callbacks = list(callbacks)
-        self.folder = RunFolder(run_dir) if run_dir is not None else None
+        self.folder = RunFolder(run_dir) if run_dir is not None and self.is_main else None  # rank 0 writes
         if config.tensorboard:
-            if self.folder is None:
+            if run_dir is None:
                 raise ValueError("tensorboard=True writes into the run folder: give the Trainer a run_dir")
-            self.callbacks.append(TensorBoardSink(self.folder.tensorboard, config, FINAL_METRICS))
+            if self.folder is not None:
+                self.callbacks.append(TensorBoardSink(self.folder.tensorboard, config, FINAL_METRICS))
         self._rho = optimizer_entry(config.optimizer).defaults().get("rho") if config.rho is None else config.rho
         self.step = 0
         self.status = "ready"
@@ -202,6 +217,16 @@ class Trainer:
         )
         mechanism = MechanismProbe(self.model, self.loss_fn, batch, self.optimizer) if config.probe_mechanism else None
         return scale, mechanism
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes training this run (1 without torch.distributed)."""
+        return 1 if self.distributed is None else self.distributed.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run folder, evaluates and reports (rank 0, or the only process)."""
+        return self.distributed is None or self.distributed.is_main
 
     @property
     def data(self) -> DatasetSplits | None:
@@ -282,7 +307,8 @@ class Trainer:
                 self.status, self.reason = "stopped", f"stopped by request at step {self.step}"
                 break
             started = time.perf_counter()
-            self._train_step()
+            with replica_failures(self.distributed, self.step):
+                self._train_step()
             self.seconds += time.perf_counter() - started
             if self.status == "diverged":
                 break
@@ -310,6 +336,7 @@ class Trainer:
             "steps": self.step,
             "seconds": self.seconds,
             "final_step": self.final_step,
+            "world_size": self.world_size,
             "final": self.final_metrics(),
             "config": self.config.to_dict(),
         }
@@ -354,6 +381,7 @@ class Trainer:
             values.update(self.probe.alignment(record.gradient, record.perturbation))
             if self.mechanism_probe is not None:
                 values.update(self.mechanism_probe.after_step(batch, record))
+        values.update(self.passes.collectives)
         self.history.log(step, epoch, values)
         self.step += 1
         if self._initial_loss is None:
@@ -369,26 +397,10 @@ class Trainer:
         self._emit("step", values)
 
     def _optimizer_step(self, batch: Any) -> float:
-        """One optimizer step on ``batch``: its closure accumulates the gradient over ``micro_batches`` parts
-        (each part's mean loss weighted by its share of the samples) under the run's mixed precision; the refresh
-        closure does the same in float32 without loss scaling."""
-        parts = split(batch, self.config.micro_batches) if self.config.micro_batches > 1 else [batch]
-        shares = [batch_size(part) / batch_size(batch) for part in parts] if len(parts) > 1 else [None]
-        scaler = self.optimizer.grad_scaler
-
-        def accumulate(precise: bool) -> torch.Tensor:
-            total = None
-            for part, share in zip(parts, shares, strict=True):
-                with nullcontext() if precise else self.autocast():
-                    loss = self.loss_fn(self.model, part)
-                weighted = loss if share is None else loss * share
-                (weighted if precise or scaler is None else scaler.scale(weighted)).backward()
-                total = weighted.detach() if total is None else total + weighted.detach()
-            return total
-
-        self.model.train()
-        loss = self.optimizer.step(lambda: accumulate(False), refresh_closure=lambda: accumulate(True))
-        return float(loss)
+        """One optimizer step on ``batch`` through ``StepPasses``: micro-batches, m chunks with their own ε, the
+        run's mixed precision, and on several processes DDP with ``perturbation_sync`` (its all-reduce counts land
+        in ``passes.collectives``, logged as ``comm_*``)."""
+        return self.passes.run(self.optimizer, batch)
 
     def _check_first_batch(self) -> None:
         """Before anything else, the loss on the first training batch: a clear error for a loss that is not a
@@ -402,6 +414,8 @@ class Trainer:
         return self.step % every == 0
 
     def _evaluate(self) -> None:
+        if not self.is_main:  # rank 0 evaluates and writes; the others go on to the next step's collectives
+            return
         values: dict[str, float] = {}
         if self.inputs.test_batches is not None:
             test = evaluate(self.model, self.loss_fn, self.inputs.test_batches(), self.metrics_fn)
@@ -450,6 +464,7 @@ class Trainer:
         return {
             "writer": writer_record(self.optimizer),
             "config": self.config.to_dict(),
+            "world_size": self.world_size,
             "step": self.step,
             "seconds": self.seconds,
             "initial_loss": self._initial_loss,
@@ -473,6 +488,12 @@ class Trainer:
             raise ValueError(
                 f"the checkpoint was taken with a different config ({', '.join(keys)} differ); build the Trainer "
                 "from its config"
+            )
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world_size:
+            raise ValueError(
+                f"the checkpoint was taken by a run on {saved_world} process(es) and this one has {self.world_size}: "
+                f"resume it on {saved_world} (torchrun --nproc-per-node {saved_world} …), as its batches are sharded"
             )
         check_writer(state.get("writer"), self.optimizer)
         self.step = int(state["step"])
