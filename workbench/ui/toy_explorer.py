@@ -144,6 +144,7 @@ class ToyExplorer:
         self.xsam_orientation = widgets.Dropdown(
             options=list(ORIENTATIONS), description="X-SAM v sign", style=_LABEL_STYLE, layout=_slider_layout()
         )
+        self.xsam_orientation.layout.width = "310px"
         self.eigenvector = widgets.ToggleButtons(
             options=list(EIGENVECTOR_SOURCES),
             description="v1 source",
@@ -166,7 +167,9 @@ class ToyExplorer:
         self.status = widgets.HTML(layout=widgets.Layout(width="100%"))
 
     def _controls(self) -> widgets.Widget:
-        column = widgets.VBox
+        def column(children: list[widgets.Widget]) -> widgets.VBox:
+            return widgets.VBox(children, layout=widgets.Layout(margin="0 16px 0 0"))
+
         return widgets.VBox(
             [
                 widgets.HBox([self.landscape_box, self.restore]),
@@ -175,10 +178,10 @@ class ToyExplorer:
                         column([self.start_x, self.start_y, self.rho, self.lr]),
                         column([self.steps, self.eigen_alpha, self.xsam_alpha, self.xsam_orientation]),
                         column([self.xsam_normalize, self.xsam_angle_gate, self.freq, self.power_iters]),
-                    ]
+                    ],
+                    layout=widgets.Layout(flex_flow="row wrap"),
                 ),
-                self.eigenvector,
-                self.focus,
+                widgets.HBox([self.eigenvector, self.focus], layout=widgets.Layout(flex_flow="row wrap")),
                 widgets.HBox([self.play, self.step_slider]),
             ]
         )
@@ -275,7 +278,7 @@ class ToyExplorer:
         """The scenario's story, introduced as such, and what the widgets changed from the scenario."""
         chosen = self._scenario
         changes = [
-            f"{name} {getattr(chosen.settings, name)!r} → {getattr(settings, name)!r}"
+            f"{name} {_shown(getattr(chosen.settings, name))} → {_shown(getattr(settings, name))}"
             for name in (field.name for field in fields(RunSettings))
             if getattr(settings, name) != getattr(chosen.settings, name)
         ]
@@ -350,6 +353,11 @@ class ToyExplorer:
         with self._holding():
             self.start_x.value, self.start_y.value = points.xs[0], points.ys[0]
         self._recompute()
+
+
+def _shown(value: Any) -> str:
+    """A setting as the story line writes it: floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _fields_of(settings: RunSettings | None) -> dict[str, Any]:

@@ -297,7 +297,7 @@ def step_changes(
         y=[corner[1], *(float(arrows[name].tip[1]) for name in labels)],
         text=[f"t = {step}, {focus}", *(f"<b>{label.text}</b>" for label in labels.values())],
         textposition=["bottom right", *(_text_position(label.side) for label in labels.values())],
-        textfont={"color": ["#444444", *(VECTORS[name][1] for name in labels)]},
+        textfont={"color": ["#444444", *(VECTORS[name].color for name in labels)]},
         hovertext=[f"step {step} of {focus}; ρ = {rho:.3g}", *(label.hover for label in labels.values())],
     )
     for role, (_, _, _, scale) in _SIDE_PANELS.items():
@@ -394,11 +394,8 @@ def _title(text: str, x_domain: Sequence[float], top: float) -> dict:
 
 def _vector_key() -> dict:
     """The inset's key below the legend: each vector's colour, label and meaning."""
-    lines = [
-        f"<span style='color:{color}'>━━ <b>{label}</b></span>  {meaning}"
-        for label, color, _, meaning in VECTORS.values()
-    ]
-    text = "<b>inset</b><br>" + "<br>".join(lines) + "<br><span style='color:#555555'>╌╌ ρ-ball (radius ρ)</span>"
+    lines = [f"<span style='color:{v.color}'>━━ <b>{v.label}</b></span> {v.key}" for v in VECTORS.values()]
+    text = "<b>inset</b><br>" + "<br>".join(lines) + "<br><span style='color:#555555'>╌╌ ρ-ball</span> radius ρ"
     return {
         "text": text, "x": _LEGEND_X, "y": _TOP[0], "xref": "paper", "yref": "paper", "xanchor": "left",
         "yanchor": "bottom", "align": "left", "showarrow": False, "font": {"size": 12},
@@ -423,12 +420,12 @@ def _add_step_traces(figure: go.Figure) -> None:
             hoverinfo="skip", xaxis="x2", yaxis="y2", **hidden,
         )
     )  # fmt: skip
-    for name, (_, color, width, _) in VECTORS.items():
+    for name, style in VECTORS.items():
         figure.add_trace(
             go.Scatter(
-                meta=f"arrow:{name}", mode="lines+markers", line={"color": color, "width": width},
+                meta=f"arrow:{name}", mode="lines+markers", line={"color": style.color, "width": style.width},
                 marker={"symbol": ["circle", "arrow"], "size": [0, _ARROW_HEAD], "angleref": "previous",
-                        "color": color},
+                        "color": style.color},
                 hoverinfo="text", xaxis="x2", yaxis="y2", **hidden,
             )
         )  # fmt: skip

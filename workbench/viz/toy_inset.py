@@ -18,16 +18,28 @@ import numpy as np
 
 from workbench.toy.trajectory import Trajectory
 
-# Vector name → (label at its tip, colour, arrow width in pixels, what it is, for the key and the hover). Drawn in
-# this order, wider under narrower, so that arrows along one line (ε and g for SAM) stay visible as stripes.
+
+@dataclass(frozen=True)
+class VectorStyle:
+    """How the inset draws one vector: the ``label`` at its tip, ``color``, arrow ``width`` (pixels), a short
+    ``key`` entry and the ``meaning`` its hover starts with."""
+
+    label: str
+    color: str
+    width: float
+    key: str
+    meaning: str
+
+
+# Drawn in this order, wider under narrower, so that arrows along one line (ε and g for SAM) stay visible as stripes.
 VECTORS = {
-    "perturbation": ("ε", "#9467bd", 6.0, "ε, the ascent (to scale)"),
-    "gradient": ("g", "#ff7f0e", 4.0, "g = ∇L(θ_t)"),
-    "adversarial": ("g_adv", "#e377c2", 4.0, "g_adv = ∇L(θ_t + ε)"),
-    "direction": ("d", "#17becf", 2.5, "d, the direction handed to SGD"),
-    "used_eigenvector": ("v", "#8c564b", 2.5, "v, the tracker's eigenvector the step used"),
-    "eigenvector": ("v1", "#000000", 1.5, "v1, top eigenvector of the exact Hessian"),
-    "step": ("θ_t+1", "#444444", 1.5, "the step taken, θ_t+1 − θ_t = −lr·d"),
+    "perturbation": VectorStyle("ε", "#9467bd", 6.0, "ascent, to scale", "ε, the ascent (to scale)"),
+    "gradient": VectorStyle("g", "#ff7f0e", 4.0, "gradient at θ_t", "g = ∇L(θ_t)"),
+    "adversarial": VectorStyle("g_adv", "#e377c2", 4.0, "gradient at θ_t + ε", "g_adv = ∇L(θ_t + ε)"),
+    "direction": VectorStyle("d", "#17becf", 2.5, "direction to SGD", "d, the direction handed to SGD"),
+    "used_eigenvector": VectorStyle("v", "#8c564b", 2.5, "tracker's v (used)", "v, the tracker's eigenvector used"),
+    "eigenvector": VectorStyle("v1", "#000000", 1.5, "top eigenvector", "v1, top eigenvector of the exact Hessian"),
+    "step": VectorStyle("θ_t+1", "#444444", 1.5, "step taken", "the step taken, θ_t+1 − θ_t = −lr·d"),
 }
 INSET_MARGIN = 1.2  # the inset shows θ_t ± 1.2 × the farthest reach of ε and g_adv over the run, in units of ρ
 _SAME_DIRECTION = math.cos(math.radians(1.0))  # the tracker's v is drawn only when it is > 1° away from v1
@@ -92,7 +104,7 @@ def step_arrows(trajectory: Trajectory, step: int, rho: float, *, half_width: fl
         if not math.isfinite(norm) or norm == 0.0:
             continue
         tip, cut = _clipped(tail, tail + (vector / rho if to_scale else vector / norm), half_width)
-        hover = f"{VECTORS[name][3]}<br>({vector[0]:.3g}, {vector[1]:.3g}), norm {norm:.3g}"
+        hover = f"{VECTORS[name].meaning}<br>({vector[0]:.3g}, {vector[1]:.3g}), norm {norm:.3g}"
         if to_scale:
             hover += f" = {norm / rho:.3g} ρ"
         if cut:
@@ -115,7 +127,7 @@ def arrow_labels(arrows: Mapping[str, Arrow]) -> dict[str, Label]:
         direction = arrow.tip - arrow.tail
         unit = direction / max(float(np.linalg.norm(direction)), 1e-12)
         labels[owner] = Label(
-            text=", ".join(VECTORS[name][0] + (" (cut)" if arrows[name].cut else "") for name in names),
+            text=", ".join(VECTORS[name].label + (" (cut)" if arrows[name].cut else "") for name in names),
             hover="<br>".join(arrows[name].hover for name in names),
             side=(float(unit[1]), float(-unit[0])),  # the arrow turned by −90°
         )
