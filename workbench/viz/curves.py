@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -23,11 +24,24 @@ METRIC_TITLES = {
     "opt_angle_adversarial_eigenvector": "optimizer's ∠(g_adv, v) [degrees]",
     "lr": "learning rate",
 }
+RUN_WIDTHS = (3.5, 2.6, 1.9, 1.4, 1.0)  # pixels, by run order
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # by run order, for reports
 PANELS = {
     "training": ("train_loss", "test_loss", "train_accuracy", "test_accuracy"),
     "curvature": ("lambda_1", "trace"),
     "alignment": ("angle_g_v1", "alignment_eps_v1"),
 }
+
+
+def with_uncertainty(value: float, stderr: float, *, digits: int = 3) -> str:
+    """``value ± stderr`` as text, saying so when the estimate cannot be told from zero (|value| < 2 standard
+    errors, about 95 % for a normal estimate): a stochastic trace estimate can come out negative by noise alone."""
+    if not math.isfinite(value):
+        return "–"
+    if not math.isfinite(stderr):
+        return f"{value:.{digits}g}"
+    text = f"{value:.{digits}g} ± {stderr:.2g}"
+    return text + " (not distinguishable from 0)" if abs(value) < 2 * stderr else text
 
 
 def run_colors(labels: Sequence[str]) -> dict[str, str]:
@@ -36,10 +50,17 @@ def run_colors(labels: Sequence[str]) -> dict[str, str]:
     return {label: palette[index % len(palette)] for index, label in enumerate(labels)}
 
 
+def run_widths(labels: Sequence[str]) -> dict[str, float]:
+    """A line width per run label (in the given order), narrower for later runs: drawn in that order, curves that
+    coincide (runs that train alike) stay visible as nested lines instead of the last one hiding the others."""
+    return {label: RUN_WIDTHS[min(index, len(RUN_WIDTHS) - 1)] for index, label in enumerate(labels)}
+
+
 def metrics_figure(
     runs: Mapping[str, pd.DataFrame], metrics: Sequence[str], *, title: str = "", columns: int = 2
 ) -> go.Figure:
-    """Panels of ``metrics`` against optimizer step, one coloured line per run.
+    """Panels of ``metrics`` against optimizer step, one line per run, told apart by colour, dash and width (runs
+    that train alike draw the same curve: each stays visible).
 
     Args:
         runs: run label → tidy history (columns step, epoch, metric, value).
@@ -51,7 +72,8 @@ def metrics_figure(
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics], horizontal_spacing=0.1
     )
-    colors = run_colors(list(runs))
+    colors, widths = run_colors(list(runs)), run_widths(list(runs))
+    dashes = {label: RUN_DASHES[index % len(RUN_DASHES)] for index, label in enumerate(runs)}
     for index, metric in enumerate(metrics):
         row, col = divmod(index, columns)
         for label, frame in runs.items():
@@ -64,13 +86,20 @@ def metrics_figure(
                     legendgroup=label,
                     showlegend=index == 0,
                     mode="lines" if len(series) > 30 else "lines+markers",
-                    line={"color": colors[label]},
+                    line={"color": colors[label], "width": widths[label], "dash": dashes[label]},
                 ),
                 row=row + 1,
                 col=col + 1,
             )
         figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
-    figure.update_layout(title=title, height=320 * rows, template="plotly_white", legend={"orientation": "h"})
+    figure.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        height=320 * rows + 60,
+        template="plotly_white",
+        # above the panels, right of the title: never over an axis title
+        legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yref": "container", "yanchor": "top"},
+        margin={"t": 90},
+    )
     return figure
 
 
@@ -96,6 +125,7 @@ def summary_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 "final test loss": last("test_loss"),
                 "final λ1": last("lambda_1"),
                 "final trace": last("trace"),
+                "final trace stderr": last("trace_stderr"),
                 "mean ∠(g, v1) [deg]": float(values("angle_g_v1").mean()),
                 "mean |cos∠(ε, v1)|": float(values("alignment_eps_v1").mean()),
             }
