@@ -156,7 +156,12 @@ class Notebook:
         self.lab = lab
         self.name = name
         self.page_errors: list[str] = []
+        self._log_start = lab.log_size()
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+
+    def kernel_errors(self) -> list[str]:
+        """Lines of the server's log since this notebook was opened that show an uncaught error in a kernel."""
+        return self.lab.kernel_errors(self._log_start)
 
     def run_all(self, ready_selector: str, timeout: float = 180) -> None:
         """Open the notebook, wait for its kernel, Run All Cells and wait for ``ready_selector`` to show."""

@@ -24,6 +24,8 @@ METRIC_TITLES = {
     "opt_angle_adversarial_eigenvector": "optimizer's ∠(g_adv, v) [degrees]",
     "lr": "learning rate",
 }
+# losses fall over decades: on a log axis the runs' late differences show, on a linear one they all sit at 0
+LOG_METRICS = ("train_loss", "test_loss", "train_eval_loss")
 RUN_WIDTHS = (3.5, 2.6, 1.9, 1.4, 1.0)  # pixels, by run order
 RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # by run order, for reports
 PANELS = {
@@ -72,8 +74,7 @@ def metrics_figure(
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics], horizontal_spacing=0.1
     )
-    colors, widths = run_colors(list(runs)), run_widths(list(runs))
-    dashes = {label: RUN_DASHES[index % len(RUN_DASHES)] for index, label in enumerate(runs)}
+    lines = run_lines(list(runs))
     for index, metric in enumerate(metrics):
         row, col = divmod(index, columns)
         for label, frame in runs.items():
@@ -86,20 +87,40 @@ def metrics_figure(
                     legendgroup=label,
                     showlegend=index == 0,
                     mode="lines" if len(series) > 30 else "lines+markers",
-                    line={"color": colors[label], "width": widths[label], "dash": dashes[label]},
+                    line=lines[label],
                 ),
                 row=row + 1,
                 col=col + 1,
             )
         figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
+        if metric in LOG_METRICS:
+            figure.update_yaxes(type="log", row=row + 1, col=col + 1)
+    return report_layout(figure, title=title, height=320 * rows + 60)
+
+
+def run_lines(labels: Sequence[str]) -> dict[str, dict]:
+    """A plotly ``line`` per run label, told apart by colour, dash and width: runs that train alike draw the same
+    curve, and each stays visible."""
+    colors, widths = run_colors(labels), run_widths(labels)
+    return {
+        label: {"color": colors[label], "width": widths[label], "dash": RUN_DASHES[index % len(RUN_DASHES)]}
+        for index, label in enumerate(labels)
+    }
+
+
+def report_layout(figure: go.Figure, *, title: str, height: int) -> go.Figure:
+    """The layout every report figure shares: title on the left, the legend above the panels on the right (never
+    over an axis title), the mode bar upright at the right edge, the width of the page."""
     figure.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"},
-        height=320 * rows + 60,
+        height=height,
         template="plotly_white",
-        # above the panels, right of the title: never over an axis title
         legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yref": "container", "yanchor": "top"},
-        margin={"t": 90},
+        margin={"t": 90, "r": 40},
+        modebar={"orientation": "v"},
     )
+    for annotation in figure.layout.annotations:
+        annotation.font.size = 14
     return figure
 
 

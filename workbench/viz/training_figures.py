@@ -78,7 +78,8 @@ def dashboard_layout(*, title: str = "") -> go.Figure:
         height=PANEL_HEIGHT * rows + 90,
         template="plotly_white",
         legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yref": "container", "yanchor": "top"},
-        margin={"t": 90 if title else 70, "b": 50, "l": 60, "r": 20},
+        margin={"t": 90 if title else 70, "b": 50, "l": 60, "r": 40},
+        modebar={"orientation": "v"},  # at the right edge, clear of the legend and the title
         uirevision="dashboard",  # keep the user's zoom while data streams in
     )
     for annotation in figure.layout.annotations:
