@@ -34,8 +34,9 @@ def slq_trace_stderr(spectrum: Spectrum) -> float:
 
 def trace_summary(spectrum: Spectrum) -> str:
     """The two trace estimates with their uncertainties, and which to read: Hutch++ is the trace estimator (its
-    sketch takes the large eigenvalues exactly); n × the SLQ density's first moment is a cross-check, noisier for
-    few runs. When they differ by more than twice their combined standard error, the text says so."""
+    low-rank sketch takes in the largest eigenvalues, random probes only the rest); n × the SLQ density's first
+    moment is a cross-check, noisier for few runs. When they differ by more than twice their combined standard
+    error, the text says so."""
     trace = spectrum.trace
     slq, slq_error = spectrum.slq_trace, slq_trace_stderr(spectrum)
     text = (
