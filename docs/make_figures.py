@@ -22,10 +22,10 @@ import torch
 
 from workbench.toy import run_all, scenario
 from workbench.viz.batch_figures import seed_curves, seed_curves_figure
-from workbench.viz.toy_figures import geometry_figure
+from workbench.viz.toy_figures import FIGURE_HEIGHT, geometry_figure
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-WIDTH, HEIGHT = 1200, 650  # pixels; the figure's own layout height is 620
+WIDTH, HEIGHT = 1300, FIGURE_HEIGHT  # pixels: the toy figure's own height; its width follows the page
 VIEW = ((-1.25, 1.2), (-0.95, 1.05))  # both minima and the ridge, in the panel's aspect ratio
 STUDY_GROUPS = ("sgd", "sam", "eigensam", "xsam", "xsam_unnormalized")
 STUDY_METRICS = ("test_accuracy", "train_eval_loss", "lambda_1", "alignment_eps_v1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,18 @@ def test_bad_adjustments_name_the_argument(kwargs, message):
 def test_unknown_scenario_is_named():
     with pytest.raises(ValueError, match="name"):
         scenario("ridge")
+
+
+def test_a_run_that_keeps_crossing_the_ridge_is_called_oscillating(sharp_flat):
+    chosen, landscape, _ = sharp_flat
+    # at ρ = 0.3 SAM's ascent reaches over the ridge from either basin: its last steps alternate between them, and the
+    # basin of the very last point flips with the parity of the step count
+    ends = {}
+    for steps in (99, 100):
+        trajectories = run_all(landscape, chosen.start, replace(chosen.settings, rho=0.3, steps=steps), methods=["SAM"])
+        row = ending_table(landscape, trajectories).iloc[0]
+        ends[steps] = row.basin
+        assert row.ending == f"oscillating between {row.basin} and {({'sharp', 'flat'} - {row.basin}).pop()}"
+    assert ends[99] != ends[100]
+    settled = ending_table(landscape, run_all(landscape, chosen.start, chosen.settings, methods=["GD", "X-SAM"]))
+    assert settled.ending.tolist() == settled.basin.tolist() == ["sharp", "flat"]

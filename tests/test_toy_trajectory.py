@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -11,8 +11,9 @@ import torch
 
 from workbench.optim import SAM, XSAM, EigenSAM
 from workbench.optim.rules import eigen_sam_perturbation, sam_perturbation, xsam_direction
+from workbench.toy import TrajectoryCache
 from workbench.toy.landscapes import AnisotropicQuadratic, CurvedValley, GaussianWells, SharpFlatBasins
-from workbench.toy.trajectory import METHODS, RunSettings, run_all, run_trajectory
+from workbench.toy.trajectory import METHOD_SETTINGS, METHODS, RunSettings, Trajectory, run_all, run_trajectory
 
 LANDSCAPE = SharpFlatBasins()
 START = (-0.6, 0.8)
@@ -46,15 +47,18 @@ def hand_optimizer(method: str, param: torch.nn.Parameter, settings: RunSettings
 
 
 def hand_positions(landscape, method: str, settings: RunSettings) -> np.ndarray:
-    """θ_0 … θ_T from stepping the optimizer class directly; with exact v1, from the landscape's analytic Hessian
-    (checked against autograd in test_toy_landscapes.py: an autograd Hessian differs in the last bits, and near the
-    ridge between the basins such differences grow to 1e-10 within 25 steps)."""
+    """θ_0 … θ_T from stepping the optimizer class directly; with exact v1, from the landscape's analytic gradient
+    and Hessian (checked against autograd in test_toy_landscapes.py: autograd differs in the last bits, and near the
+    ridge between the basins such differences grow to 1e-10 within 25 steps), else through autograd."""
     param = torch.nn.Parameter(torch.tensor(START, dtype=torch.float64))
     exact = settings.eigenvector == "exact"
     optimizer = hand_optimizer(method, param, settings, freq=settings.steps + 1 if exact else settings.freq)
 
     def closure():
         optimizer.zero_grad()
+        if exact:
+            param.grad = landscape.gradient(param.detach())
+            return landscape.value(param.detach())
         loss = landscape.value(param)
         loss.backward()
         return loss
@@ -223,3 +227,52 @@ def test_bad_method_and_start_are_named():
         run_trajectory(LANDSCAPE, START, "Adam")
     with pytest.raises(ValueError, match="start"):
         run_trajectory(LANDSCAPE, (0.0, float("inf")), "SAM")
+
+
+@pytest.mark.parametrize("eigenvector", ["exact", "power"])
+def test_a_shorter_run_is_the_start_of_a_longer_one(eigenvector):
+    settings = RunSettings(rho=0.15, lr=0.02, steps=20, eigenvector=eigenvector, freq=3)
+    for method in METHODS:
+        long = run_trajectory(LANDSCAPE, START, method, settings)
+        short = run_trajectory(LANDSCAPE, START, method, replace(settings, steps=12))
+        cut = long.truncated(12)
+        for field in fields(Trajectory):
+            if field.name != "method":
+                np.testing.assert_array_equal(getattr(cut, field.name), getattr(short, field.name), err_msg=field.name)
+    with pytest.raises(ValueError, match="steps"):
+        long.truncated(21)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_method_reads_only_its_own_settings(method):
+    base = RunSettings(rho=0.15, lr=0.02, steps=8, eigenvector="power", freq=3)
+    others = {
+        "rho": 0.25, "lr": 0.03, "steps": 8, "eigen_alpha": 0.9, "xsam_alpha": 1.5, "xsam_normalize": True,
+        "xsam_angle_gate": True, "xsam_orientation": "as_computed", "eigenvector": "exact", "freq": 2,
+        "power_iters": 2, "seed": 7,
+    }  # fmt: skip
+    reference = run_trajectory(LANDSCAPE, START, method, base).positions
+    for name, value in others.items():
+        moved = run_trajectory(LANDSCAPE, START, method, replace(base, **{name: value})).positions
+        if name not in METHOD_SETTINGS[method]:
+            np.testing.assert_array_equal(moved, reference, err_msg=f"{method} depends on {name}")
+        elif name != "steps":
+            assert not np.array_equal(moved, reference), f"{method} ignores {name}, listed in METHOD_SETTINGS"
+
+
+def test_the_cache_recomputes_only_the_methods_a_change_affects():
+    cache = TrajectoryCache()
+    settings = RunSettings(rho=0.15, lr=0.02, steps=10)
+    first = cache.trajectories("sharp_flat", LANDSCAPE, START, settings)
+    assert cache.computed == METHODS
+    rho = cache.trajectories("sharp_flat", LANDSCAPE, START, replace(settings, rho=0.2))
+    assert cache.computed == ("SAM", "Eigen-SAM", "X-SAM") and rho["GD"] is first["GD"]
+    cache.trajectories("sharp_flat", LANDSCAPE, START, replace(settings, rho=0.2, xsam_alpha=1.0))
+    assert cache.computed == ("X-SAM",)
+    again = cache.trajectories("sharp_flat", LANDSCAPE, START, settings)
+    assert cache.computed == () and all(again[method] is first[method] for method in METHODS)
+    shorter = cache.trajectories("sharp_flat", LANDSCAPE, START, replace(settings, steps=6))
+    assert cache.computed == () and shorter["SAM"].steps == 6
+    np.testing.assert_array_equal(shorter["SAM"].positions, first["SAM"].positions[:7])
+    cache.trajectories("sharp_flat", LANDSCAPE, (-0.5, 0.8), settings)
+    assert cache.computed == METHODS

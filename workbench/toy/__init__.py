@@ -2,10 +2,12 @@
 
 ``make_landscape`` builds a landscape (``LANDSCAPES``), ``run_all`` / ``run_trajectory`` step GD and the
 ``workbench.optim`` optimizers on it and record every step (``Trajectory``), ``ending_table`` says which basin each
-run ended in, and ``SCENARIOS`` hold start points and settings that each show one point.
+run ended in (or that it keeps crossing between two), ``SCENARIOS`` hold start points and settings that each show
+one point, and ``TrajectoryCache`` recomputes only the methods a change of settings affects.
 """
 
 from workbench.toy.basins import basin_name, ending_table, flow_to_minimum
+from workbench.toy.cache import TrajectoryCache
 from workbench.toy.landscapes import (
     LANDSCAPES,
     AnisotropicQuadratic,
@@ -17,11 +19,12 @@ from workbench.toy.landscapes import (
     make_landscape,
 )
 from workbench.toy.scenarios import SCENARIOS, Scenario, scenario
-from workbench.toy.trajectory import METHODS, RunSettings, Trajectory, run_all, run_trajectory
+from workbench.toy.trajectory import METHOD_SETTINGS, METHODS, RunSettings, Trajectory, run_all, run_trajectory
 
 __all__ = [
     "LANDSCAPES",
     "METHODS",
+    "METHOD_SETTINGS",
     "SCENARIOS",
     "AnisotropicQuadratic",
     "CurvedValley",
@@ -32,6 +35,7 @@ __all__ = [
     "Scenario",
     "SharpFlatBasins",
     "Trajectory",
+    "TrajectoryCache",
     "basin_name",
     "ending_table",
     "flow_to_minimum",

@@ -25,6 +25,7 @@ def flow_to_minimum(
     points: Sequence[Sequence[float]] | np.ndarray,
     *,
     tolerance: float = 1e-8,
+    capture_radius: float = 1e-4,
     max_steps: int = 20000,
 ) -> np.ndarray:
     """Follow the gradient flow from each point; return the index into ``landscape.minima`` it reaches.
@@ -33,6 +34,9 @@ def flow_to_minimum(
         landscape: the loss; its ``minima`` are the candidates.
         points: ``(m, 2)`` start points.
         tolerance: stop a point once ‖∇L‖ ≤ ``tolerance`` (loss units per unit θ), > 0.
+        capture_radius: stop a point once it is this close to a minimum (units of θ), > 0: every minimum's basin
+            holds a ball around it, and this one is far smaller than any landscape's features here. It spares the
+            slow last part of the flow along a flat valley floor.
         max_steps: most flow steps, ≥ 1; a point still moving then (near a saddle or on a long flat floor) gets the
             minimum nearest to where it stopped.
 
@@ -43,19 +47,23 @@ def flow_to_minimum(
         ValueError: naming ``points`` when it is not ``(m, 2)``, or the argument out of range.
     """
     tolerance = check_float("tolerance", tolerance, minimum=0.0, min_inclusive=False)
+    capture_radius = check_float("capture_radius", capture_radius, minimum=0.0, min_inclusive=False)
     max_steps = check_int("max_steps", max_steps, minimum=1)
     theta = torch.as_tensor(np.asarray(points, dtype=np.float64))
     if theta.dim() != 2 or theta.shape[1] != 2:
         raise ValueError(f"points must have shape (m, 2), got {tuple(theta.shape)}")
+    minima = torch.tensor([minimum.location for minimum in landscape.minima], dtype=theta.dtype)
+    if len(minima) == 1:  # nothing to decide
+        return np.zeros(len(theta), dtype=np.int64)
     for _ in range(max_steps):
         gradient = landscape.gradient(theta)
-        moving = gradient.norm(dim=-1) > tolerance
+        captured = torch.cdist(theta, minima).min(dim=1).values <= capture_radius
+        moving = (gradient.norm(dim=-1) > tolerance) & ~captured
         if not bool(moving.any()):
             break
         curvature = torch.linalg.matrix_norm(landscape.hessian(theta), ord=2)
         step = 0.5 / curvature.clamp_min(torch.finfo(theta.dtype).tiny)
         theta = torch.where(moving[:, None], theta - step[:, None] * gradient, theta)
-    minima = torch.tensor([minimum.location for minimum in landscape.minima], dtype=theta.dtype)
     return torch.cdist(theta, minima).argmin(dim=1).numpy()
 
 
@@ -64,16 +72,24 @@ def basin_name(landscape: Landscape, point: Sequence[float]) -> str:
     return landscape.minima[int(flow_to_minimum(landscape, [point])[0])].name
 
 
-def ending_table(landscape: Landscape, trajectories: Mapping[str, Trajectory]) -> pd.DataFrame:
+def ending_table(landscape: Landscape, trajectories: Mapping[str, Trajectory], *, last: int = 10) -> pd.DataFrame:
     """Where each trajectory ended: one row per method.
 
     Columns: method, the final θ (x, y), its loss, the Hessian's eigenvalues there (lambda1 ≥ lambda2; a negative
-    lambda2 means the run stopped on a ridge or saddle, not inside a basin) and the basin's minimum name.
+    lambda2 means the run stopped on a ridge or saddle, not inside a basin), the basin of the final point (the name
+    of its minimum), and ``ending``: that name when the last ``last`` points all lie in that basin, else
+    "oscillating between A and B" (the basins they visit, in order of first visit): a run with a fixed ρ can keep
+    crossing the ridge, and then the final point's basin depends on the parity of the step count.
+
+    Raises:
+        ValueError: naming ``last`` when it is below 1.
     """
+    last = check_int("last", last, minimum=1)
     methods = list(trajectories)
-    ends = np.array([trajectories[method].positions[-1] for method in methods])
+    tails = [trajectories[method].positions[-last:] for method in methods]
+    visited = np.split(flow_to_minimum(landscape, np.concatenate(tails)), np.cumsum([len(t) for t in tails])[:-1])
+    ends = np.array([tail[-1] for tail in tails])
     eigenvalues = torch.linalg.eigvalsh(landscape.hessian(torch.from_numpy(ends))).numpy()
-    basins = flow_to_minimum(landscape, ends)
     return pd.DataFrame(
         {
             "method": methods,
@@ -82,6 +98,13 @@ def ending_table(landscape: Landscape, trajectories: Mapping[str, Trajectory]) -
             "loss": [trajectories[method].losses[-1] for method in methods],
             "lambda1": eigenvalues[:, 1],
             "lambda2": eigenvalues[:, 0],
-            "basin": [landscape.minima[index].name for index in basins],
+            "basin": [landscape.minima[int(basins[-1])].name for basins in visited],
+            "ending": [_ending([landscape.minima[int(index)].name for index in basins]) for basins in visited],
         }
     )
+
+
+def _ending(basins: Sequence[str]) -> str:
+    """One basin name, or "oscillating between A and B" for a sequence that visits several."""
+    names = list(dict.fromkeys(basins))
+    return names[0] if len(names) == 1 else f"oscillating between {' and '.join(names)}"

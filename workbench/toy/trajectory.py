@@ -7,6 +7,11 @@ re-implemented here. What this module adds is the record: for each step t, at θ
 analytic Hessian and the angles between it and the step's vectors (``workbench.optim.rules.angle_degrees`` and
 ``cosine``).
 
+The closure hands the optimizers the landscape's closed-form gradient with ``eigenvector="exact"`` (a third
+faster than autograd, and the same for every method of a run) and ``loss.backward()`` with ``"power"``, whose
+tracker takes Hessian-vector products through the closure's graph. Closed form and autograd agree to rounding
+(``tests/test_toy_landscapes.py``).
+
 Where v comes from (``RunSettings.eigenvector``):
 
 * ``"exact"`` (the teaching default): before every step, v1 = the top eigenvector of the exact 2×2 Hessian at θ_t
@@ -32,8 +37,10 @@ with v1 (r ≈ ½‖ε‖²cos²∠(ε, v1)·∇λ1 + cross terms).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -51,6 +58,19 @@ from workbench.toy.landscapes import Landscape, check_point
 METHOD_OPTIMIZERS = {"GD": "sgd", **{OPTIMIZERS[name].title: name for name in ("sam", "eigensam", "xsam")}}
 METHODS = tuple(METHOD_OPTIMIZERS)
 EIGENVECTOR_SOURCES = ("exact", "power")
+_TRACKING = ("freq", "power_iters", "seed")
+#: The ``RunSettings`` fields each method's trajectory reads (besides the landscape and the start); changing any other
+#: field leaves it as it is (``tests/test_toy_trajectory.py`` checks this). Every method reads ``eigenvector``: it
+#: also chooses how the closure computes the gradient, which moves every trajectory in its last bits.
+METHOD_SETTINGS = {
+    "GD": ("lr", "steps", "eigenvector"),
+    "SAM": ("lr", "steps", "eigenvector", "rho"),
+    "Eigen-SAM": ("lr", "steps", "eigenvector", "rho", "eigen_alpha", *_TRACKING),
+    "X-SAM": (
+        "lr", "steps", "eigenvector", "rho", "xsam_alpha", "xsam_normalize", "xsam_angle_gate", "xsam_orientation",
+        *_TRACKING,
+    ),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,9 @@ class RunSettings:
         check_int("freq", self.freq, minimum=1)
         check_int("power_iters", self.power_iters, minimum=1)
         check_int("seed", self.seed)
+
+
+_POINT_FIELDS = ("positions", "losses", "top_eigenvalues", "lambda1_gradients")  # one row per point θ_0 … θ_T
 
 
 @dataclass(frozen=True)
@@ -168,6 +191,21 @@ class Trajectory:
         """θ_T."""
         return (float(self.positions[-1, 0]), float(self.positions[-1, 1]))
 
+    def truncated(self, steps: int) -> Trajectory:
+        """The first ``steps`` steps (θ_0 … θ_steps): the trajectory a run of ``steps`` steps records, since no step
+        depends on the run's length (the exact-v1 tracker's own schedule lies beyond any run).
+
+        Raises:
+            ValueError: naming ``steps`` when it is not in [1, T].
+        """
+        steps = check_int("steps", steps, minimum=1, maximum=self.steps)
+        cut = {
+            field.name: getattr(self, field.name)[: steps + (field.name in _POINT_FIELDS)]
+            for field in fields(self)
+            if field.name != "method"
+        }
+        return Trajectory(method=self.method, **cut)
+
     def table(self) -> pd.DataFrame:
         """One row per step t = 0 … T−1 (θ_t, L, λ1, the vectors' components and the angles), plus the end θ_T."""
         steps = self.steps
@@ -199,6 +237,10 @@ def run_trajectory(
 ) -> Trajectory:
     """Step ``method`` from ``start`` for ``settings.steps`` steps on ``landscape`` and record every step.
 
+    The loop keeps only what the optimizer produced at each step (θ_t, L, g, ε, d and the v it used); the exact
+    eigenpairs, g_adv and the angles are computed afterwards for all steps at once (batched formulas, the same
+    ones), except the exact v1 that ``eigenvector="exact"`` hands to the tracker before each step.
+
     Args:
         landscape: the loss.
         start: θ_0 as (x, y).
@@ -212,21 +254,35 @@ def run_trajectory(
     settings = RunSettings() if settings is None else settings
     param = torch.nn.Parameter(torch.tensor(check_point("start", start), dtype=torch.float64))
     optimizer = _make_optimizer(method, param, settings)
-    closure = _closure(landscape, param)
+    closure = _closure(landscape, param, closed_form=settings.eigenvector == "exact")
     tracker = optimizer.tracker
     set_exact = tracker is not None and settings.eigenvector == "exact"
-    rows: list[dict[str, torch.Tensor]] = []
+    names = ("theta", "loss", "gradient", "ascent", "ascended", "d", "v")
+    columns: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    unused = torch.full((2,), torch.nan, dtype=torch.float64)
     previous: torch.Tensor | None = None
     for _ in range(settings.steps):
         theta = param.detach().clone()
-        eigenvalues, eigenvectors = torch.linalg.eigh(landscape.hessian(theta))
-        v1, lambda1 = eigenvectors[:, -1], eigenvalues[-1]
-        previous = _oriented_like(v1, previous)
         if set_exact:
-            tracker.set_vector(previous, float(lambda1))
+            eigenvalues, eigenvectors = torch.linalg.eigh(landscape.hessian(theta))
+            previous = _oriented_like(eigenvectors[:, -1], previous)
+            tracker.set_vector(previous, float(eigenvalues[-1]))
         loss = optimizer.step(closure)
-        rows.append(_record_step(landscape, optimizer, param, theta, loss, v1, lambda1))
-    return _assemble(method, landscape, param.detach().clone(), rows)
+        record = optimizer.last_step
+        sign = record.orientation_sign
+        used = unused if tracker is None or tracker.vector is None or math.isnan(sign) else sign * tracker.vector
+        for name, value in (
+            ("theta", theta),
+            ("loss", loss.detach()),
+            ("gradient", record.gradient),
+            ("ascent", torch.zeros_like(theta) if record.perturbation is None else record.perturbation),
+            ("ascended", torch.tensor(record.perturbation is not None)),
+            ("d", param.grad.detach().clone()),
+            ("v", used),
+        ):
+            columns[name].append(value)
+    stacked = {name: torch.stack(values) for name, values in columns.items()}
+    return _assemble(method, landscape, param.detach().clone(), stacked, optimizer)
 
 
 def run_all(
@@ -263,10 +319,18 @@ def _make_optimizer(method: str, param: torch.nn.Parameter, settings: RunSetting
     return OPTIMIZERS[name].build([param], options=options, seed=settings.seed, lr=settings.lr)
 
 
-def _closure(landscape: Landscape, param: torch.nn.Parameter) -> Callable[[], torch.Tensor]:
-    """The LBFGS-style closure: L(θ) on the parameter, backward, return the loss."""
+def _closure(landscape: Landscape, param: torch.nn.Parameter, *, closed_form: bool) -> Callable[[], torch.Tensor]:
+    """The LBFGS-style closure: L(θ), its gradient in ``param.grad``, and the loss returned.
+
+    ``closed_form``: the gradient is the landscape's formula; else ``loss.backward()``, which the tracker's power
+    iteration needs (it differentiates the closure's gradient again) and which costs a third more per step.
+    """
 
     def closure() -> torch.Tensor:
+        if closed_form:
+            theta = param.detach()
+            param.grad = landscape.gradient(theta)
+            return landscape.value(theta)
         param.grad = None
         loss = landscape.value(param)
         loss.backward()
@@ -275,93 +339,84 @@ def _closure(landscape: Landscape, param: torch.nn.Parameter) -> Callable[[], to
     return closure
 
 
-def _record_step(
-    landscape: Landscape,
-    optimizer: WrappedOptimizer,
-    param: torch.nn.Parameter,
-    theta: torch.Tensor,
-    loss: torch.Tensor,
-    v1: torch.Tensor,
-    lambda1: torch.Tensor,
-) -> dict[str, torch.Tensor]:
-    """The vectors of the step just taken from θ (the optimizer's own g, ε and d) and their angles to v1."""
-    direction = param.grad.detach().clone()
-    record = optimizer.last_step
-    gradient = record.gradient
-    if record.perturbation is None:  # a plain gradient step: no ascent
-        perturbation, adversarial = torch.zeros_like(theta), direction
-    else:
-        perturbation = record.perturbation
-        adversarial = landscape.gradient(theta + perturbation)
-    sign = torch.tensor(record.orientation_sign, dtype=theta.dtype)
-    tracked = optimizer.tracker.vector if optimizer.tracker is not None else None
-    used = sign * tracked if tracked is not None and not sign.isnan() else torch.full_like(theta, torch.nan)
-    v1 = v1 * orientation_sign(v1, gradient)
-    lambda1_gradient = landscape.top_eigenvalue_gradient(theta)
-    remainder = torch.full_like(theta, torch.nan)
-    remainder_rate = torch.tensor(torch.nan, dtype=theta.dtype)
-    if isinstance(optimizer, SharpnessAware) and record.perturbation is not None:
-        second_order = landscape.hessian(theta) @ perturbation
-        remainder = adversarial - gradient - second_order
-        parts = PerturbedGradient(gradient, perturbation, second_order, remainder, float(loss))
-        eigenvector = None if used.isnan().any() else used
-        split = direction_parts(lambda g, g_adv: optimizer.descent_direction(g, g_adv, eigenvector), parts)
-        remainder_rate = -optimizer.param_groups[0]["lr"] * torch.dot(split.remainder, lambda1_gradient)
-    return {
-        "theta": theta,
-        "loss": loss.detach(),
-        "lambda1": lambda1,
-        "gradients": gradient,
-        "perturbations": perturbation,
-        "adversarial_gradients": adversarial,
-        "directions": direction,
-        "top_eigenvectors": v1,
-        "used_eigenvectors": used,
-        "angle_gradient": angle_degrees(gradient, v1),
-        "angle_adversarial": angle_degrees(adversarial, v1),
-        "angle_direction": angle_degrees(direction, v1),
-        "cos_perturbation": cosine(perturbation, v1),
-        "lambda1_gradients": lambda1_gradient,
-        "remainders": remainder,
-        "remainder_rates": remainder_rate,
-    }
-
-
-def _assemble(method: str, landscape: Landscape, end: torch.Tensor, rows: list[dict[str, torch.Tensor]]) -> Trajectory:
-    """Stack the per-step rows into a ``Trajectory``, adding the end point θ_T with its loss and λ1."""
-
-    def stacked(key: str) -> np.ndarray:
-        return torch.stack([row[key] for row in rows]).numpy()
-
-    end_lambda1 = torch.linalg.eigvalsh(landscape.hessian(end))[-1]
-    positions = np.concatenate([stacked("theta"), end[None].numpy()])
-    end_gradient = landscape.top_eigenvalue_gradient(end)[None].numpy()
-    lambda1_gradients = np.concatenate([stacked("lambda1_gradients"), end_gradient])
+def _assemble(
+    method: str, landscape: Landscape, end: torch.Tensor, steps: dict[str, torch.Tensor], optimizer: WrappedOptimizer
+) -> Trajectory:
+    """The ``Trajectory`` from the per-step tensors ``(T, 2)`` / ``(T,)`` of ``run_trajectory`` and θ_T: the exact
+    eigenpairs and ∇λ1 at every θ_t (batched), g_adv at θ_t + ε (g itself without an ascent), the angles, and for
+    the SAM variants the remainder r = g_adv − g − Hε with the λ1 rate of its part of the step."""
+    positions = torch.cat([steps["theta"], end[None]])
+    eigenvalues, eigenvectors = torch.linalg.eigh(landscape.hessian(positions))
+    gradient, perturbation, direction = steps["gradient"], steps["ascent"], steps["d"]
+    ascends = isinstance(optimizer, SharpnessAware)
+    adversarial = landscape.gradient(steps["theta"] + perturbation) if ascends else direction
+    v1 = eigenvectors[:-1, :, -1]
+    v1 = v1 * _batched(orientation_sign)(v1, gradient)[:, None]
+    lambda1_gradients = landscape.top_eigenvalue_gradient(positions)
+    remainders, remainder_rates = _remainders(landscape, steps, adversarial, lambda1_gradients[:-1], optimizer)
+    position_array = positions.numpy()
     return Trajectory(
         method=method,
-        positions=positions,
-        losses=np.append(stacked("loss"), float(landscape.value(end))),
-        top_eigenvalues=np.append(stacked("lambda1"), float(end_lambda1)),
-        lambda1_gradients=lambda1_gradients,
-        lambda1_rates=(np.diff(positions, axis=0) * lambda1_gradients[:-1]).sum(axis=1),
-        **{key: stacked(key) for key in _STEP_FIELDS},
+        positions=position_array,
+        losses=torch.cat([steps["loss"], landscape.value(end)[None].detach()]).numpy(),
+        top_eigenvalues=eigenvalues[:, -1].numpy(),
+        lambda1_gradients=lambda1_gradients.numpy(),
+        lambda1_rates=(np.diff(position_array, axis=0) * lambda1_gradients[:-1].numpy()).sum(axis=1),
+        gradients=gradient.numpy(),
+        perturbations=perturbation.numpy(),
+        adversarial_gradients=adversarial.numpy(),
+        directions=direction.numpy(),
+        top_eigenvectors=v1.numpy(),
+        used_eigenvectors=steps["v"].numpy(),
+        angle_gradient=_batched(angle_degrees)(gradient, v1).numpy(),
+        angle_adversarial=_batched(angle_degrees)(adversarial, v1).numpy(),
+        angle_direction=_batched(angle_degrees)(direction, v1).numpy(),
+        cos_perturbation=_batched(cosine)(perturbation, v1).numpy(),
+        remainders=remainders.numpy(),
+        remainder_rates=remainder_rates.numpy(),
     )
 
 
-_STEP_FIELDS = (
-    "gradients",
-    "perturbations",
-    "adversarial_gradients",
-    "directions",
-    "top_eigenvectors",
-    "used_eigenvectors",
-    "angle_gradient",
-    "angle_adversarial",
-    "angle_direction",
-    "cos_perturbation",
-    "remainders",
-    "remainder_rates",
-)
+def _remainders(
+    landscape: Landscape,
+    steps: dict[str, torch.Tensor],
+    adversarial: torch.Tensor,
+    lambda1_gradients: torch.Tensor,
+    optimizer: WrappedOptimizer,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """r = g_adv − g − Hε ``(T, 2)`` and −lr·⟨r's part of d, ∇λ1⟩ ``(T,)`` (``workbench.probes.mechanism``); NaN for
+    GD and for the steps a SAM variant took without an ascent."""
+    count = steps["theta"].shape[0]
+    remainders = torch.full((count, 2), torch.nan, dtype=torch.float64)
+    rates = torch.full((count,), torch.nan, dtype=torch.float64)
+    if not isinstance(optimizer, SharpnessAware):
+        return remainders, rates
+    second_order = (landscape.hessian(steps["theta"]) @ steps["ascent"][:, :, None])[:, :, 0]
+    remainders = adversarial - steps["gradient"] - second_order
+    lr = optimizer.param_groups[0]["lr"]
+    for t in range(count):
+        if not steps["ascended"][t]:
+            remainders[t] = torch.nan
+            continue
+        used = steps["v"][t]
+        eigenvector = None if used.isnan().any() else used
+        parts = PerturbedGradient(
+            steps["gradient"][t], steps["ascent"][t], second_order[t], remainders[t], float(steps["loss"][t])
+        )
+        split = direction_parts(partial(_descent, optimizer, eigenvector), parts)
+        rates[t] = -lr * torch.dot(split.remainder, lambda1_gradients[t])
+    return remainders, rates
+
+
+def _descent(
+    optimizer: SharpnessAware, eigenvector: torch.Tensor | None, gradient: torch.Tensor, adversarial: torch.Tensor
+) -> torch.Tensor:
+    return optimizer.descent_direction(gradient, adversarial, eigenvector)
+
+
+def _batched(rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A rule of ``workbench.optim.rules`` on two vectors ``(2,)``, applied row by row to ``(T, 2)`` batches."""
+    return torch.vmap(rule)
 
 
 def _oriented_like(vector: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""What the panels share: a base class (display and set by name), setting widgets by name, and an error line."""
+"""What the panels share: a base class (display and set by name), setting widgets by name, an error line, and
+figures that fill the width of the output they are shown in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
+import plotly.graph_objects as go
 
 
 def set_values(controls: Mapping[str, widgets.ValueWidget], settings: Mapping[str, Any]) -> None:
@@ -25,6 +27,26 @@ def set_values(controls: Mapping[str, widgets.ValueWidget], settings: Mapping[st
 def error_html(error: BaseException | str) -> str:
     """An error message for a status line (escaped, in red)."""
     return f"<span style='color:#b00020'>{html.escape(str(error))}</span>"
+
+
+def fill_width(figure: go.FigureWidget) -> go.FigureWidget:
+    """Make every view of ``figure`` as wide as the output it is shown in (its layout sets no width); returns it.
+
+    plotly 7.1's FigureWidget view draws its figure as soon as the view is created, which in JupyterLab is often
+    before the view is attached to the page: plotly.js then cannot measure the container, falls back to 700 px,
+    and the view listens to no later resize. So each time a view appears (ipywidgets' view count, which tracking
+    turns on here, grows), the figure is told to size itself again (``autosize``, off and on: plotly only sends
+    changes), by which time the view sits in its output.
+    """
+
+    def on_views(change: dict[str, Any]) -> None:
+        if (change["new"] or 0) > (change["old"] or 0):
+            figure.plotly_relayout({"autosize": False})
+            figure.plotly_relayout({"autosize": True})
+
+    figure._view_count = 0
+    figure.observe(on_views, names="_view_count")
+    return figure
 
 
 class Panel:

@@ -20,7 +20,9 @@ import plotly.graph_objects as go
 
 from workbench._checks import check_float, check_int
 from workbench.train import History
+from workbench.ui._widgets import fill_width
 from workbench.viz import run_colors
+from workbench.viz.curves import run_widths
 from workbench.viz.training_figures import (
     DASHBOARD_PANELS,
     ERROR_METRICS,
@@ -30,6 +32,7 @@ from workbench.viz.training_figures import (
     history_series,
     panel_metrics,
     run_traces,
+    series_style,
     thin_indices,
 )
 
@@ -134,7 +137,7 @@ class LiveCharts:
         self.panels = tuple(panels)
         self.metrics = panel_metrics(self.panels)
         self.throttle = Throttle(min_interval, budget)
-        self.figure = go.FigureWidget(dashboard_layout(panels=self.panels))
+        self.figure = fill_width(go.FigureWidget(dashboard_layout(panels=self.panels)))
         self.seconds_drawing = 0.0
         self.redraws = 0
         self._labels: list[str] = []  # every label ever shown, for stable colours
@@ -157,10 +160,21 @@ class LiveCharts:
         """Label → colour of the runs on the chart."""
         return {label: self.color(label) for label in self.labels}
 
+    def width(self, label: str) -> float:
+        """The line width of ``label`` (narrower for later labels, like ``color``)."""
+        self.color(label)
+        return run_widths(self._labels)[label]
+
+    def widths(self) -> dict[str, float]:
+        """Label → line width of the runs on the chart."""
+        return {label: self.width(label) for label in self.labels}
+
     def show_run(self, label: str, frame: pd.DataFrame) -> None:
         """Overlay a whole history (columns step, epoch, metric, value), replacing a run of the same label."""
         series = history_series(frame, self.metrics)
-        traces = run_traces(label, self.color(label), series, max_points=self.max_points, panels=self.panels)
+        traces = run_traces(
+            label, self.color(label), series, max_points=self.max_points, panels=self.panels, width=self.width(label)
+        )
         with self._lock:
             self.remove_run(label)
             self.figure.add_traces(traces)
@@ -171,9 +185,10 @@ class LiveCharts:
         with self._lock:
             self.remove_run(label)
             first = len(self.figure.data)
-            self.figure.add_traces(
-                run_traces(label, self.color(label), {}, max_points=self.max_points, panels=self.panels)
+            traces = run_traces(
+                label, self.color(label), {}, max_points=self.max_points, panels=self.panels, width=self.width(label)
             )
+            self.figure.add_traces(traces)
             self._followed, self._followed_label = _FollowedRun(history, first, self.metrics), label
             self.refresh(force=True)
 
@@ -194,8 +209,7 @@ class LiveCharts:
                         series = followed.series(metric)
                         keep = thin_indices(len(series.steps), self.max_points)
                         trace.x, trace.y = series.steps[keep], series.values[keep]
-                        if series.errors is not None:
-                            trace.error_y = {"type": "data", "array": series.errors[keep], "thickness": 1}
+                        trace.update(series_style(metric, series, keep))
                 followed.changed.clear()
             if self.on_redraw is not None:
                 self.on_redraw()

@@ -37,6 +37,7 @@ from workbench.train.run_folder import RunFolder
 from workbench.ui._widgets import Panel, error_html, set_values
 from workbench.ui.charts import DEFAULT_BUDGET, DEFAULT_MAX_POINTS, DEFAULT_MIN_INTERVAL, LiveCharts
 from workbench.viz import summary_table
+from workbench.viz.curves import with_uncertainty
 from workbench.viz.training_figures import dashboard_panels, training_figure
 
 _STYLE = {"description_width": "82px"}
@@ -47,6 +48,8 @@ _SETTINGS = ("dataset", "model", "optimizer", "seed", "lr", "rho", "alpha", "fre
 _SHARPNESS = ("rho", "alpha", "freq")
 _CUSTOMIZABLE = ("dataset", "model")  # hidden when the user brings their own
 _STATE_EVENTS = ("pause", "resume", "end", "error")
+_LENGTH = ("epochs", "steps", "probe_every")
+_SETTING_NOTES = "<i>steps 0: train for the epochs · probe every 0: no probes</i>"
 
 
 class TrainingDashboard(Panel):
@@ -141,7 +144,7 @@ class TrainingDashboard(Panel):
             [
                 widgets.HBox([self.controls[name] for name in ("dataset", "model", "optimizer", "seed")]),
                 widgets.HBox([self.controls[name] for name in ("lr", "rho", "alpha", "freq")]),
-                widgets.HBox([self.controls[name] for name in ("epochs", "steps", "probe_every")]),
+                widgets.HBox([*(self.controls[name] for name in _LENGTH), widgets.HTML(_SETTING_NOTES)]),
                 widgets.HBox([self.buttons[name] for name in ("start", "pause", "stop", "reset")]),
                 widgets.HBox([self.run_dir, self.buttons["save"], self.buttons["open"]]),
                 widgets.HBox([self.keep, self.buttons["clear"]]),
@@ -369,6 +372,7 @@ class TrainingDashboard(Panel):
             max_points=self.charts.max_points,
             colors=self.charts.colors(),
             panels=self.charts.panels,
+            widths=self.charts.widths(),
         )
 
     def summary(self) -> pd.DataFrame:
@@ -436,9 +440,13 @@ class TrainingDashboard(Panel):
             run.status,
             f"step {trainer.step} / {trainer.total_steps}",
             f"epoch {trainer.epoch:.2f}",
-            f"{rate:.1f} steps/s" if math.isfinite(rate) else "– steps/s",
-            f"device {trainer.device}",
         ]
+        if run.status == "running":  # a paused or ended run has no current speed
+            parts.append(f"{rate:.1f} steps/s" if math.isfinite(rate) else "– steps/s")
+        trace = run.history.last("trace")
+        if math.isfinite(trace):
+            parts.append(f"tr(H) {with_uncertainty(trace, run.history.last('trace_stderr'))}")
+        parts.append(f"device {trainer.device}")
         if run.error is not None:
             parts.append(error_html(repr(run.error)))
         elif run.ended:

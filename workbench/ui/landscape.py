@@ -29,7 +29,7 @@ from workbench.live.measure import (
 from workbench.live.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
 from workbench.live.tasks import BackgroundTask
 from workbench.probes import LossSlice1D, LossSlice2D
-from workbench.ui._widgets import Panel
+from workbench.ui._widgets import Panel, fill_width
 from workbench.ui.charts import Throttle, replace_figure
 from workbench.viz.landscape_figures import VIEWS, line_figure, plane_figure
 
@@ -109,7 +109,7 @@ class LandscapeExplorer(Panel):
         self.buttons["compute"].on_click(lambda _button: self._guarded(self.compute))
         self.buttons["stop"].on_click(lambda _button: self.task.cancel())
         self.status = widgets.HTML(value="press Compute")
-        self.plot = go.FigureWidget(layout={"template": "plotly_white", "height": 520})
+        self.plot = fill_width(go.FigureWidget(layout={"template": "plotly_white", "height": 520}))
         self.task = BackgroundTask("landscape explorer", on_error=self._show_error)
         controls = self.controls
         self.widget = widgets.VBox(

@@ -19,7 +19,7 @@ from workbench._checks import check_int
 from workbench.live.measure import Spectrum, measure_spectrum
 from workbench.live.snapshot import ModelSnapshot, Source, load_snapshot, snapshot_of
 from workbench.live.tasks import BackgroundTask
-from workbench.ui._widgets import Panel
+from workbench.ui._widgets import Panel, fill_width
 from workbench.ui.charts import replace_figure
 from workbench.viz.spectrum_figures import spectrum_figure
 
@@ -83,7 +83,7 @@ class SpectrumExplorer(Panel):
         self.button.on_click(lambda _button: self._guarded(self.measure))
         self.status = widgets.HTML(value="press Measure")
         self.table = widgets.HTML()
-        self.plot = go.FigureWidget(layout={"template": "plotly_white", "height": 420})
+        self.plot = fill_width(go.FigureWidget(layout={"template": "plotly_white", "height": 420}))
         self.task = BackgroundTask("spectrum explorer", on_error=self._show_error)
         self.widget = widgets.VBox(
             [

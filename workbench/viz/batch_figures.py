@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz.curves import METRIC_TITLES, run_colors
+from workbench.viz.curves import METRIC_TITLES, report_layout, run_colors, run_lines
 
 # summary metric of a run (workbench.batch.records.run_metrics) → axis title, units in brackets
 BATCH_METRIC_TITLES = {
@@ -119,8 +119,7 @@ def seed_summary_figure(
                 row=row + 1,
                 col=col + 1,
             )
-    figure.update_layout(title=title, height=330 * rows, template="plotly_white", legend={"orientation": "h"})
-    return figure
+    return report_layout(figure, title=title, height=330 * rows + 60)
 
 
 def seed_curves_figure(curves: pd.DataFrame, metrics: Sequence[str], *, title: str = "", columns: int = 2) -> go.Figure:
@@ -131,7 +130,7 @@ def seed_curves_figure(curves: pd.DataFrame, metrics: Sequence[str], *, title: s
         metrics: history metric names (``METRIC_TITLES`` gives the panel titles).
     """
     groups = list(dict.fromkeys(curves.group))
-    colors = run_colors(groups)
+    colors, lines = run_colors(groups), run_lines(groups)
     rows = -(-len(metrics) // columns)
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics], horizontal_spacing=0.1
@@ -163,7 +162,7 @@ def seed_curves_figure(curves: pd.DataFrame, metrics: Sequence[str], *, title: s
                     x=series.step,
                     y=series["mean"],
                     mode="lines",
-                    line={"color": colors[group]},
+                    line=lines[group],
                     name=group,
                     legendgroup=group,
                     showlegend=index == 0,
@@ -172,5 +171,4 @@ def seed_curves_figure(curves: pd.DataFrame, metrics: Sequence[str], *, title: s
                 col=col + 1,
             )
         figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
-    figure.update_layout(title=title, height=320 * rows, template="plotly_white", legend={"orientation": "h"})
-    return figure
+    return report_layout(figure, title=title, height=320 * rows + 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -36,6 +37,10 @@ METRIC_TITLES = {
     "logit_norm": "mean logit norm (probe batch)",
     "weight_norm": "weight norm ‖θ‖",
 }
+# losses fall over decades: on a log axis the runs' late differences show, on a linear one they all sit at 0
+LOG_METRICS = ("train_loss", "test_loss", "train_eval_loss")
+RUN_WIDTHS = (3.5, 2.6, 1.9, 1.4, 1.0)  # pixels, by run order
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # by run order, for reports
 #: Report panels by name. "mechanism" (``TrainConfig.probe_mechanism``) and "scale" are drawn only for runs that
 #: logged them (``logged_panels``).
 PANELS = {
@@ -53,16 +58,34 @@ def logged_panels(runs: Mapping[str, pd.DataFrame]) -> dict[str, tuple[str, ...]
     return {name: metrics for name, metrics in PANELS.items() if logged.intersection(metrics)}
 
 
+def with_uncertainty(value: float, stderr: float, *, digits: int = 3) -> str:
+    """``value ± stderr`` as text, saying so when the estimate cannot be told from zero (|value| < 2 standard
+    errors, about 95 % for a normal estimate): a stochastic trace estimate can come out negative by noise alone."""
+    if not math.isfinite(value):
+        return "–"
+    if not math.isfinite(stderr):
+        return f"{value:.{digits}g}"
+    text = f"{value:.{digits}g} ± {stderr:.2g}"
+    return text + " (not distinguishable from 0)" if abs(value) < 2 * stderr else text
+
+
 def run_colors(labels: Sequence[str]) -> dict[str, str]:
     """A stable colour per run label (in the given order)."""
     palette = qualitative.Plotly
     return {label: palette[index % len(palette)] for index, label in enumerate(labels)}
 
 
+def run_widths(labels: Sequence[str]) -> dict[str, float]:
+    """A line width per run label (in the given order), narrower for later runs: drawn in that order, curves that
+    coincide (runs that train alike) stay visible as nested lines instead of the last one hiding the others."""
+    return {label: RUN_WIDTHS[min(index, len(RUN_WIDTHS) - 1)] for index, label in enumerate(labels)}
+
+
 def metrics_figure(
     runs: Mapping[str, pd.DataFrame], metrics: Sequence[str], *, title: str = "", columns: int = 2
 ) -> go.Figure:
-    """Panels of ``metrics`` against optimizer step, one coloured line per run.
+    """Panels of ``metrics`` against optimizer step, one line per run, told apart by colour, dash and width (runs
+    that train alike draw the same curve: each stays visible).
 
     Args:
         runs: run label → tidy history (columns step, epoch, metric, value).
@@ -74,7 +97,7 @@ def metrics_figure(
     figure = make_subplots(
         rows=rows, cols=columns, subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics], horizontal_spacing=0.1
     )
-    colors = run_colors(list(runs))
+    lines = run_lines(list(runs))
     for index, metric in enumerate(metrics):
         row, col = divmod(index, columns)
         for label, frame in runs.items():
@@ -87,13 +110,40 @@ def metrics_figure(
                     legendgroup=label,
                     showlegend=index == 0,
                     mode="lines" if len(series) > 30 else "lines+markers",
-                    line={"color": colors[label]},
+                    line=lines[label],
                 ),
                 row=row + 1,
                 col=col + 1,
             )
         figure.update_xaxes(title_text="step", row=row + 1, col=col + 1)
-    figure.update_layout(title=title, height=320 * rows, template="plotly_white", legend={"orientation": "h"})
+        if metric in LOG_METRICS:
+            figure.update_yaxes(type="log", row=row + 1, col=col + 1)
+    return report_layout(figure, title=title, height=320 * rows + 60)
+
+
+def run_lines(labels: Sequence[str]) -> dict[str, dict]:
+    """A plotly ``line`` per run label, told apart by colour, dash and width: runs that train alike draw the same
+    curve, and each stays visible."""
+    colors, widths = run_colors(labels), run_widths(labels)
+    return {
+        label: {"color": colors[label], "width": widths[label], "dash": RUN_DASHES[index % len(RUN_DASHES)]}
+        for index, label in enumerate(labels)
+    }
+
+
+def report_layout(figure: go.Figure, *, title: str, height: int) -> go.Figure:
+    """The layout every report figure shares: title on the left, the legend above the panels on the right (never
+    over an axis title), the mode bar upright at the right edge, the width of the page."""
+    figure.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        height=height,
+        template="plotly_white",
+        legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.0, "yref": "container", "yanchor": "top"},
+        margin={"t": 90, "r": 40},
+        modebar={"orientation": "v"},
+    )
+    for annotation in figure.layout.annotations:
+        annotation.font.size = 14
     return figure
 
 
@@ -108,7 +158,7 @@ def summary_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         def values(metric: str, frame: pd.DataFrame = frame) -> pd.Series:
             return frame[frame.metric == metric].sort_values("step").value
 
-        step, final = final_values(frame, ("test_accuracy", "test_loss", "lambda_1", "trace"))
+        step, final = final_values(frame, ("test_accuracy", "test_loss", "lambda_1", "trace", "trace_stderr"))
         rows.append(
             {
                 "run": label,
@@ -119,6 +169,7 @@ def summary_table(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 "final test loss": final["test_loss"],
                 "final λ1": final["lambda_1"],
                 "final trace": final["trace"],
+                "final trace stderr": final["trace_stderr"],
                 "mean ∠(g, v1) [deg]": float(values("angle_g_v1").mean()),
                 "mean |cos∠(ε, v1)|": float(values("alignment_eps_v1").mean()),
             }

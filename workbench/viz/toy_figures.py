@@ -1,50 +1,77 @@
 """Plotly figures of SAM-family trajectories on a 2-D landscape, built from ``workbench.toy.Trajectory`` records.
 
-``geometry_figure`` draws one figure with four panels:
+``geometry_figure`` draws one figure in two rows, its axes placed by hand so that no title or tick label overlaps
+another at any width (the figure fills the width it is given):
 
-* left, the landscape (filled contours, minima as stars, equal axis scales so angles look right) with each
-  method's path and, at the chosen step t of the focus method, the step's vectors: g, ε (from θ_t to θ_t + ε,
-  to scale), v1, g_adv (at θ_t + ε, where it is evaluated), d (the direction handed to SGD: g_adv, or X-SAM's
-  corrected g̃) and the tracker's v when it differs from the exact v1, with the ρ-ball around θ_t. Direction
-  arrows (g, v1, g_adv, d, v) have length ρ, so they compare with ε and the ball; their magnitudes are in the hover;
-* right, per step: λ1 at θ_t, ∠(g, v1) (solid) and ∠(g_adv, v1) (dotted) in degrees, and cos∠(ε, v1), each with
-  a cursor at step t.
+* top left, the map: filled contours of L (an image, ``workbench.viz.landscape_image``; hover it for L, click it
+  to start there), the minima (stars), every method's path, a dot on each method at step t and, around the focus
+  method's θ_t, the ρ-ball to scale (equal axis scales, so angles look right);
+* top middle, the step inset (``workbench.viz.toy_inset``): the focus method's step t around θ_t in units of ρ,
+  so that its geometry is legible whatever ρ: the ρ-ball (the unit circle), ε, g, v1, g_adv, d, the tracker's v
+  where it is not v1, and the step taken, each an arrow labelled at its tip (hover for its value);
+* bottom, per step and per method: λ1 at θ_t, ∠(g, v1), ∠(g_adv, v1) (degrees; 90° marks X-SAM's regime change)
+  and cos∠(ε, v1), each with a cursor at step t.
 
-Updates rewrite only what a change touches, in one ``batch_update`` (one message to the browser for a
-``FigureWidget``): ``update_step`` the vectors, ball, current-point markers and cursors; ``update_trajectories``
-the paths and side curves too; ``update_landscape`` the contours, minima and axis ranges. Every trace carries a
-``meta`` naming its role (plotly replaces ``uid``s in a ``FigureWidget``), which is how the updates find it.
+Methods differ by colour and by dash, so curves that coincide stay visible.
+
+Updates rewrite only what a change touches, as one ``FigureUpdate`` (one message for a ``FigureWidget``). All that
+depends on the step are scatter traces of their own (dots, balls, arrows, labels, cursors), so ``update_step``
+changes those traces' data alone and, on a live figure, as an animation frame without a redraw: plotly.js then
+redraws just those traces, not the figure (``FigureUpdate.send(quick=True)``). ``trajectory_changes`` rewrites
+the traces of the methods given (paths and curves), ``landscape_changes`` the background, the minima, the map's
+ranges and the title; ``update_trajectories`` and ``update_landscape`` apply them with the step's, in one redraw.
+Traces carry a ``meta`` naming their role (a ``FigureWidget`` replaces ``uid``s).
+
+Values sent to a figure are plain lists, never numpy arrays. A ``FigureWidget`` (plotly 7.1) sends a 1-D numpy
+array as a typed array; when one update changes a property on some traces and not on others, the browser reports
+the unchanged typed arrays back as objects keyed by index, and ``BaseFigureWidget._remove_overlapping_props`` then
+fails with "The truth value of an array ... is ambiguous" (the kernel tracebacks of issue 11; two scatter traces,
+a ``batch_update`` that sets x on one and y on the other, reproduce it in JupyterLab). Lists come back as lists.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from workbench._checks import check_choice, check_float, check_int
 from workbench.toy.landscapes import Bounds, Landscape
 from workbench.toy.trajectory import Trajectory
+from workbench.viz.figure_update import FigureUpdate
+from workbench.viz.landscape_image import landscape_image
+from workbench.viz.toy_inset import VECTORS, arrow_labels, inset_half_width, step_arrows
 
 METHOD_COLORS = {"GD": "#7f7f7f", "SAM": "#1f77b4", "Eigen-SAM": "#2ca02c", "X-SAM": "#d62728"}
+# Line style per method (dash, width): drawn in this order, so a wide line stays visible under a dashed one.
+METHOD_LINES = {"GD": ("solid", 4.0), "SAM": ("solid", 2.5), "Eigen-SAM": ("dash", 2.5), "X-SAM": ("dashdot", 2.0)}
+GRID_RESOLUTION = 61  # hover and click grid of the map, per axis
+QUICK_GRID_RESOLUTION = 31  # quick mode (tests, previews)
+IMAGE_WIDTH = 600  # pixels of the map's background image
+FIGURE_HEIGHT = 780  # pixels; the width follows the page
 
-# Vector name → (label, colour, dash); all drawn as arrows of one step's geometry.
-VECTORS = {
-    "gradient": ("g = ∇L(θ)", "#ff7f0e", "solid"),
-    "perturbation": ("ε (to scale)", "#9467bd", "solid"),
-    "eigenvector": ("v1 (exact)", "#000000", "solid"),
-    "used_eigenvector": ("v (tracker)", "#000000", "dot"),
-    "adversarial": ("g_adv = ∇L(θ+ε)", "#e377c2", "solid"),
-    "direction": ("d (to SGD)", "#17becf", "solid"),
+_SIDE_PANELS = {  # trace role → (plotly axis suffix, title, y-axis title, (y range, tick spacing) or None: auto)
+    "lambda1": ("3", "λ1 at θ_t", "λ1", None),
+    "angle": ("4", "∠(g, v1)", "degrees", ((0.0, 90.0), 30)),
+    "adversarial": ("5", "∠(g_adv, v1)", "degrees", ((0.0, 180.0), 45)),
+    "cosine": ("6", "cos∠(ε, v1)", "cosine", ((-1.05, 1.05), 0.5)),
 }
-CIRCLE_POINTS = 73  # 5° per segment: a smooth ρ-ball
-GRID_RESOLUTION = 121
-QUICK_GRID_RESOLUTION = 41  # quick mode (tests, previews): a coarser contour grid
-_ARROW_SIZE = 11
-_MAIN, _LAMBDA, _ANGLE, _COSINE = (1, 1), (1, 2), (2, 2), (3, 2)
+_TOP, _BOTTOM = (0.41, 1.0), (0.0, 0.24)  # paper y-domains of the two rows
+_MAP_X, _INSET_X = (0.0, 0.45), (0.51, 0.77)
+_LEGEND_X = 0.8
+_PANEL_GAP = 0.065
+_DOT_SIZE, _FOCUS_DOT_SIZE = 10, 15  # pixels
+_ARROW_HEAD = 13  # pixels
+_CIRCLE = np.linspace(0.0, 2 * np.pi, 73)  # 5° per segment: smooth balls
+_LANDSCAPE_HOVER = "θ = (%{x:.3f}, %{y:.3f})<br>L = %{z:.4f}<br>click: start here<extra></extra>"
+# where a label sits around its point, by the direction (rounded to 45°) it is pushed to: plotly text positions
+_TEXT_POSITIONS = {
+    (1, 0): "middle right", (1, 1): "top right", (0, 1): "top center", (-1, 1): "top left",
+    (-1, 0): "middle left", (-1, -1): "bottom left", (0, -1): "bottom center", (1, -1): "bottom right",
+}  # fmt: skip
 
 
 def landscape_grid(
@@ -71,126 +98,157 @@ def geometry_figure(
     view: Bounds | None = None,
     widget: bool = False,
 ) -> go.Figure:
-    """The four-panel figure (see the module docstring) for ``trajectories`` by method name.
+    """The figure described in the module docstring, for ``trajectories`` by method name.
 
     Args:
         landscape: the landscape the trajectories ran on.
         trajectories: ``Trajectory`` per method (any subset of ``METHOD_COLORS``), all with the same number of steps.
-        rho: ρ, the radius of the ball drawn and the length of the direction arrows (units of θ).
-        step: t in [0, T − 1], the step whose vectors are drawn.
-        focus: the method whose step vectors are drawn (a key of ``trajectories``).
-        resolution: grid points per axis for the contours, ≥ 2.
-        view: the landscape panel's axis ranges ((x_min, x_max), (y_min, y_max)), a zoom into
-            ``landscape.bounds`` (where the contours are computed); ``None``: all of them.
+        rho: ρ, the radius of the ball and the inset's unit (units of θ).
+        step: t in [0, T − 1], the step shown.
+        focus: the method whose step the inset shows (a key of ``trajectories``).
+        resolution: points per axis of the grid that the map's hover and click use, ≥ 2.
+        view: the map's axis ranges ((x_min, x_max), (y_min, y_max)), a zoom into ``landscape.bounds``; ``None``:
+            all of them.
         widget: return a ``go.FigureWidget`` (live in Jupyter) instead of a ``go.Figure``.
 
     Raises:
         ValueError: naming the argument that is out of range.
     """
-    figure = make_subplots(
-        rows=3,
-        cols=2,
-        specs=[[{"rowspan": 3}, {}], [None, {}], [None, {}]],
-        column_widths=[0.6, 0.4],
-        horizontal_spacing=0.08,
-        vertical_spacing=0.07,
-        subplot_titles=("", "λ1 at θ_t", "∠(g, v1) solid, ∠(g_adv, v1) dotted [°]", "cos∠(ε, v1)"),
-    )
-    figure.add_trace(go.Contour(meta="landscape", showscale=False, colorscale="Viridis", ncontours=30), *_MAIN)
-    figure.add_trace(_minima_trace(), *_MAIN)
-    for method in trajectories:
-        color = METHOD_COLORS[method]
-        common = {"legendgroup": method, "line": {"color": color}}
-        figure.add_trace(go.Scatter(meta=f"path:{method}", name=method, mode="lines+markers", **common), *_MAIN)
-        figure.add_trace(
-            go.Scatter(meta=f"now:{method}", mode="markers", showlegend=False, legendgroup=method, hoverinfo="skip"),
-            *_MAIN,
-        )
-        side = {**common, "showlegend": False, "mode": "lines"}
-        figure.add_trace(go.Scatter(meta=f"lambda1:{method}", name=method, **side), *_LAMBDA)
-        figure.add_trace(go.Scatter(meta=f"angle:{method}", name=f"{method} ∠(g, v1)", **side), *_ANGLE)
-        dotted = {**side, "line": {"color": color, "dash": "dot"}}
-        figure.add_trace(go.Scatter(meta=f"adversarial:{method}", name=f"{method} ∠(g_adv, v1)", **dotted), *_ANGLE)
-        figure.add_trace(go.Scatter(meta=f"cosine:{method}", name=method, **side), *_COSINE)
+    figure = go.Figure(layout=_layout())
     figure.add_trace(
-        go.Scatter(meta="ball", name="ρ-ball", mode="lines", line={"color": "white", "dash": "dash"}), *_MAIN
-    )
-    for name, (label, color, dash) in VECTORS.items():
+        go.Heatmap(meta="landscape", opacity=0, showscale=False, hovertemplate=_LANDSCAPE_HOVER, name="L")
+    )  # invisible: the image shows the landscape, this gives its hover and clicks
+    figure.add_trace(
+        go.Scatter(
+            meta="minima", name="minima", mode="markers", hoverinfo="text",
+            marker={"symbol": "star", "size": 14, "color": "white", "line": {"color": "black", "width": 1.5}},
+        )
+    )  # fmt: skip
+    for method in trajectories:
+        color, (dash, width) = METHOD_COLORS[method], METHOD_LINES[method]
+        line = {"color": color, "dash": dash, "width": width}
         figure.add_trace(
             go.Scatter(
-                meta=f"vector:{name}",
-                name=label,
-                mode="lines+markers",
-                line={"color": color, "width": 3, "dash": dash},
-                marker={"symbol": ["circle", "arrow"], "size": [0, _ARROW_SIZE], "angleref": "previous"},
-            ),
-            *_MAIN,
-        )
-    for panel in (_LAMBDA, _ANGLE, _COSINE):
-        figure.add_vline(x=0, line={"color": "#555555", "width": 1}, row=panel[0], col=panel[1])
-    figure.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
-    figure.update_yaxes(range=[0, 180], dtick=45, row=_ANGLE[0], col=_ANGLE[1])
-    figure.update_yaxes(range=[-1.05, 1.05], row=_COSINE[0], col=_COSINE[1])
-    figure.update_xaxes(title_text="step", row=_COSINE[0], col=_COSINE[1])
-    figure.update_layout(
-        height=620,
-        margin={"l": 40, "r": 20, "t": 60, "b": 40},
-        legend={"orientation": "h", "y": -0.08},
-        template="plotly_white",
-    )
-    update_landscape(figure, landscape, resolution=resolution)
+                meta=f"path:{method}", name=method, legendgroup=method, mode="lines+markers", line=line,
+                marker={"size": 4, "color": color},
+                hovertemplate=f"{method} step %{{customdata[0]}}<br>θ = (%{{x:.3f}}, %{{y:.3f}})"
+                "<br>L = %{customdata[1]:.4f}<br>λ1 = %{customdata[2]:.3g}<br>click: start here<extra></extra>",
+            )
+        )  # fmt: skip
+        for role, (axis, title, _, _) in _SIDE_PANELS.items():
+            figure.add_trace(
+                go.Scatter(
+                    meta=f"{role}:{method}", name=method, legendgroup=method, showlegend=False, mode="lines",
+                    line=line, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                    hovertemplate=f"{method}, step %{{x}}<br>{title} = %{{y:.4g}}<extra></extra>",
+                )
+            )  # fmt: skip
+    _add_step_traces(figure)
+    update = FigureUpdate(figure)
+    landscape_changes(update, landscape, resolution=resolution)
     if view is not None:
-        figure.update_xaxes(range=list(view[0]), row=1, col=1)
-        figure.update_yaxes(range=list(view[1]), row=1, col=1)
-    update_trajectories(figure, trajectories, rho=rho, step=step, focus=focus)
+        update.layout({"xaxis.range": list(view[0]), "yaxis.range": list(view[1])})
+    trajectory_changes(update, trajectories)
+    step_changes(update, trajectories, rho=rho, step=step, focus=focus)
+    update.send()
     return go.FigureWidget(figure) if widget else figure
 
 
-def update_landscape(figure: go.Figure, landscape: Landscape, *, resolution: int = GRID_RESOLUTION) -> None:
-    """Redraw the contours, the minima, the main axes' ranges and the title for a new ``landscape``."""
-    xs, ys, z = landscape_grid(landscape, resolution)
-    with figure.batch_update():
-        figure.update_traces(x=xs, y=ys, z=z, selector={"meta": "landscape"})
-        figure.update_traces(
-            x=[m.location[0] for m in landscape.minima],
-            y=[m.location[1] for m in landscape.minima],
-            text=[f"{m.name} minimum<br>L = {m.value:.3f}<br>λ1 = {m.sharpness:.3g}" for m in landscape.minima],
-            selector={"meta": "minima"},
-        )
-        figure.update_xaxes(range=list(landscape.bounds[0]), row=1, col=1)
-        figure.update_yaxes(range=list(landscape.bounds[1]), row=1, col=1)
-        figure.update_layout(title={"text": landscape.describe(), "font": {"size": 14}})
+def update_landscape(
+    figure: go.Figure,
+    landscape: Landscape,
+    trajectories: Mapping[str, Trajectory],
+    *,
+    rho: float,
+    step: int,
+    focus: str,
+    resolution: int = GRID_RESOLUTION,
+) -> None:
+    """Redraw everything for a new ``landscape`` and its ``trajectories``, in one update."""
+    update = FigureUpdate(figure)
+    landscape_changes(update, landscape, resolution=resolution)
+    trajectory_changes(update, trajectories)
+    step_changes(update, trajectories, rho=rho, step=step, focus=focus)
+    update.send()
 
 
 def update_trajectories(
-    figure: go.Figure, trajectories: Mapping[str, Trajectory], *, rho: float, step: int, focus: str
+    figure: go.Figure,
+    trajectories: Mapping[str, Trajectory],
+    *,
+    rho: float,
+    step: int,
+    focus: str,
+    methods: Iterable[str] | None = None,
 ) -> None:
-    """Redraw every method's path and side curves for new ``trajectories`` (same methods), then ``update_step``."""
-    with figure.batch_update():
-        for method, trajectory in trajectories.items():
-            steps = np.arange(trajectory.steps + 1)
-            figure.update_traces(
-                x=trajectory.positions[:, 0],
-                y=trajectory.positions[:, 1],
-                marker={"size": 3},
-                customdata=np.column_stack([steps, trajectory.losses, trajectory.top_eigenvalues]),
-                hovertemplate=f"{method} step %{{customdata[0]}}<br>θ = (%{{x:.3f}}, %{{y:.3f}})"
-                "<br>L = %{customdata[1]:.4f}<br>λ1 = %{customdata[2]:.3g}<extra></extra>",
-                selector={"meta": f"path:{method}"},
-            )
-            figure.update_traces(x=steps, y=trajectory.top_eigenvalues, selector={"meta": f"lambda1:{method}"})
-            figure.update_traces(x=steps[:-1], y=trajectory.angle_gradient, selector={"meta": f"angle:{method}"})
-            figure.update_traces(
-                x=steps[:-1], y=trajectory.angle_adversarial, selector={"meta": f"adversarial:{method}"}
-            )
-            figure.update_traces(x=steps[:-1], y=trajectory.cos_perturbation, selector={"meta": f"cosine:{method}"})
-        update_step(figure, trajectories, rho=rho, step=step, focus=focus)
+    """Redraw the paths and curves of ``methods`` (default: every method in ``trajectories``) from their new
+    trajectories, and the step, in one update; the other methods' traces are left as they are."""
+    update = FigureUpdate(figure)
+    trajectory_changes(update, trajectories, methods)
+    step_changes(update, trajectories, rho=rho, step=step, focus=focus)
+    update.send()
 
 
 def update_step(
     figure: go.Figure, trajectories: Mapping[str, Trajectory], *, rho: float, step: int, focus: str
 ) -> None:
-    """Move the step cursor to t = ``step``: the focus method's vectors and ρ-ball, every method's marker at θ_t.
+    """Move the step cursor to t = ``step``: every method's dot at θ_t, the focus method's ρ-ball and inset, the
+    cursors; on a live figure, without redrawing anything else.
+
+    Raises:
+        ValueError: naming ``step``, ``focus`` or ``rho`` when out of range.
+    """
+    update = FigureUpdate(figure)
+    step_changes(update, trajectories, rho=rho, step=step, focus=focus)
+    update.send(quick=True)
+
+
+def landscape_changes(update: FigureUpdate, landscape: Landscape, *, resolution: int = GRID_RESOLUTION) -> None:
+    """The background image, the hover grid (given by its origin and spacing), minima, map ranges and title."""
+    xs, ys, z = landscape_grid(landscape, resolution)
+    update.trace(
+        "landscape", z=z.tolist(), x0=float(xs[0]), dx=float(xs[1] - xs[0]), y0=float(ys[0]), dy=float(ys[1] - ys[0])
+    )
+    update.trace(
+        "minima",
+        x=[m.location[0] for m in landscape.minima],
+        y=[m.location[1] for m in landscape.minima],
+        text=[f"{m.name} minimum<br>L = {m.value:.3f}<br>λ1 = {m.sharpness:.3g}" for m in landscape.minima],
+    )
+    update.layout(
+        {
+            "images": [landscape_image(landscape, width=IMAGE_WIDTH)],
+            "xaxis.range": list(landscape.bounds[0]),
+            "yaxis.range": list(landscape.bounds[1]),
+            "title.text": landscape.describe(),
+        }
+    )
+
+
+def trajectory_changes(
+    update: FigureUpdate, trajectories: Mapping[str, Trajectory], methods: Iterable[str] | None = None
+) -> None:
+    """The paths and curves of ``methods`` (default: all of ``trajectories``)."""
+    methods = list(trajectories) if methods is None else list(methods)
+    for method in methods:
+        check_choice("methods", method, list(trajectories))
+        trajectory = trajectories[method]
+        steps = list(range(trajectory.steps + 1))
+        table = np.column_stack([steps, trajectory.losses, trajectory.top_eigenvalues])
+        update.trace(
+            f"path:{method}",
+            x=_plain(trajectory.positions[:, 0]),
+            y=_plain(trajectory.positions[:, 1]),
+            customdata=[_plain(row) for row in table],
+        )
+        for role, values in _curves(trajectory).items():
+            update.trace(f"{role}:{method}", x=steps[: len(values)], y=_plain(values))
+
+
+def step_changes(
+    update: FigureUpdate, trajectories: Mapping[str, Trajectory], *, rho: float, step: int, focus: str
+) -> None:
+    """The step traces at t = ``step`` (see ``update_step``) and the inset's range.
 
     Raises:
         ValueError: naming ``step``, ``focus`` or ``rho`` when out of range.
@@ -199,74 +257,199 @@ def update_step(
     rho = check_float("rho", rho, minimum=0.0, min_inclusive=False)
     trajectory = trajectories[focus]
     step = check_int("step", step, minimum=0, maximum=trajectory.steps - 1)
-    theta = trajectory.positions[step]
-    arrows = _step_arrows(trajectory, step, rho)
-    with figure.batch_update():
-        for method, other in trajectories.items():
-            size = 13 if method == focus else 9
-            figure.update_traces(
-                x=other.positions[step : step + 1, 0],
-                y=other.positions[step : step + 1, 1],
-                marker={"size": size, "color": METHOD_COLORS[method], "line": {"color": "white", "width": 2}},
-                selector={"meta": f"now:{method}"},
-            )
-        circle = np.linspace(0.0, 2 * np.pi, CIRCLE_POINTS)
-        show_ball = focus != "GD"
-        figure.update_traces(
-            x=theta[0] + rho * np.cos(circle) if show_ball else [],
-            y=theta[1] + rho * np.sin(circle) if show_ball else [],
-            selector={"meta": "ball"},
-        )
-        for name in VECTORS:
-            if name not in arrows:  # undefined at this step: an empty trace (NaN would break the widget's JSON)
-                figure.update_traces(x=[], y=[], hovertext=[], selector={"meta": f"vector:{name}"})
-                continue
-            tail, vector, text = arrows[name]
-            figure.update_traces(
-                x=[tail[0], tail[0] + vector[0]],
-                y=[tail[1], tail[1] + vector[1]],
-                hovertext=[text, text],
-                hoverinfo="text",
-                selector={"meta": f"vector:{name}"},
-            )
-        for shape in figure.layout.shapes:
-            shape.update(x0=step, x1=step)
-
-
-def _step_arrows(trajectory: Trajectory, step: int, rho: float) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
-    """Tail, displacement and hover text of each vector in ``VECTORS`` defined at ``step`` (others are left out)."""
-    theta = trajectory.positions[step]
-    perturbation = trajectory.perturbations[step]
-    adversarial_tail = theta + perturbation
-    vectors = {
-        "gradient": (theta, trajectory.gradients[step]),
-        "perturbation": (theta, perturbation),
-        "eigenvector": (theta, trajectory.top_eigenvectors[step]),
-        "used_eigenvector": (theta, trajectory.used_eigenvectors[step]),
-        "adversarial": (adversarial_tail, trajectory.adversarial_gradients[step]),
-        "direction": (theta, trajectory.directions[step]),
-    }
-    if trajectory.method == "GD":  # no ascent: ε = 0 and g_adv = d = g
-        for name in ("perturbation", "adversarial", "direction"):
-            del vectors[name]
-    if np.allclose(trajectory.used_eigenvectors[step], trajectory.top_eigenvectors[step]):
-        del vectors["used_eigenvector"]
-    arrows = {}
-    for name, (tail, vector) in vectors.items():
-        norm = float(np.linalg.norm(vector))
-        if not np.isfinite(norm) or norm == 0.0:
-            continue
-        drawn = vector if name == "perturbation" else rho * vector / norm
-        label = VECTORS[name][0]
-        arrows[name] = (tail, drawn, f"{label}<br>({vector[0]:.3g}, {vector[1]:.3g}), norm {norm:.3g}")
-    return arrows
-
-
-def _minima_trace() -> go.Scatter:
-    return go.Scatter(
-        meta="minima",
-        name="minima",
-        mode="markers",
-        marker={"symbol": "star", "size": 14, "color": "white", "line": {"color": "black", "width": 1}},
-        hoverinfo="text",
+    methods = list(trajectories)
+    points = np.array([trajectories[method].positions[step] for method in methods])
+    update.trace(
+        "dots",
+        x=_plain(points[:, 0]),
+        y=_plain(points[:, 1]),
+        marker={
+            "color": [METHOD_COLORS[method] for method in methods],
+            "size": [_FOCUS_DOT_SIZE if method == focus else _DOT_SIZE for method in methods],
+        },
+        hovertext=[f"{method} at step {step}" for method in methods],
     )
+    ascends = focus != "GD"  # GD has no ascent: no ball
+    theta = trajectory.positions[step]
+    ball = (theta[0] + rho * np.cos(_CIRCLE), theta[1] + rho * np.sin(_CIRCLE)) if ascends else ([], [])
+    update.trace("ball", x=_plain(ball[0]), y=_plain(ball[1]))
+    unit = (np.cos(_CIRCLE), np.sin(_CIRCLE)) if ascends else ([], [])
+    update.trace("unit-ball", x=_plain(unit[0]), y=_plain(unit[1]))
+    half_width = inset_half_width(trajectory, rho)
+    update.layout({"xaxis2.range": [-half_width, half_width], "yaxis2.range": [-half_width, half_width]})
+    arrows = step_arrows(trajectory, step, rho, half_width=half_width)
+    for name in VECTORS:
+        arrow = arrows.get(name)
+        if arrow is None:
+            update.trace(f"arrow:{name}", x=[], y=[], hovertext=[])
+        else:
+            update.trace(
+                f"arrow:{name}",
+                x=[float(arrow.tail[0]), float(arrow.tip[0])],
+                y=[float(arrow.tail[1]), float(arrow.tip[1])],
+                hovertext=[arrow.hover, arrow.hover],
+            )
+    labels = arrow_labels(arrows)
+    corner = -0.96 * half_width, 0.96 * half_width
+    update.trace(
+        "labels",
+        x=[corner[0], *(float(arrows[name].tip[0]) for name in labels)],
+        y=[corner[1], *(float(arrows[name].tip[1]) for name in labels)],
+        text=[f"t = {step}, {focus}", *(f"<b>{label.text}</b>" for label in labels.values())],
+        textposition=["bottom right", *(_text_position(label.side) for label in labels.values())],
+        textfont={"color": ["#444444", *(VECTORS[name].color for name in labels)]},
+        hovertext=[f"step {step} of {focus}; ρ = {rho:.3g}", *(label.hover for label in labels.values())],
+    )
+    for role, (_, _, _, scale) in _SIDE_PANELS.items():
+        if scale is None:  # λ1 is auto-ranged (from 0): the cursor spans the curves
+            values = np.concatenate([_curves(other)[role] for other in trajectories.values()])
+            finite = values[np.isfinite(values)]
+            span = (min(0.0, float(finite.min())), float(finite.max())) if finite.size else (0.0, 1.0)
+        else:
+            span = scale[0]
+        update.trace(f"cursor:{role}", x=[step, step], y=list(span))
+
+
+# -- building blocks -------------------------------------------------------------------------------------------------
+
+
+def _curves(trajectory: Trajectory) -> dict[str, np.ndarray]:
+    """The step panels' curves of one trajectory, by trace role."""
+    return {
+        "lambda1": trajectory.top_eigenvalues,
+        "angle": trajectory.angle_gradient,
+        "adversarial": trajectory.angle_adversarial,
+        "cosine": trajectory.cos_perturbation,
+    }
+
+
+def _layout() -> go.Layout:
+    """Axes, titles, the inset's key, legend, size and template."""
+    axes: dict[str, dict] = {
+        "xaxis": {
+            "domain": list(_MAP_X), "anchor": "y", "title": {"text": "θ₁"}, "constrain": "domain", "showgrid": False,
+            "zeroline": False,
+        },
+        "yaxis": {
+            "domain": list(_TOP), "anchor": "x", "title": {"text": "θ₂"}, "scaleanchor": "x", "scaleratio": 1,
+            "constrain": "domain", "showgrid": False, "zeroline": False,
+        },
+        "xaxis2": {
+            "domain": list(_INSET_X), "anchor": "y2", "title": {"text": "(θ − θ_t)₁ / ρ"}, "zeroline": True,
+            "constrain": "domain",
+        },
+        "yaxis2": {
+            "domain": list(_TOP), "anchor": "x2", "title": {"text": "(θ − θ_t)₂ / ρ"}, "zeroline": True,
+            "scaleanchor": "x2", "scaleratio": 1, "constrain": "domain",
+        },
+    }  # fmt: skip
+    titles = [
+        _title("paths from θ_0; dots: θ_t at step t; dashed: ρ-ball", _MAP_X, _TOP[1]),
+        _title("step t around θ_t, in units of ρ", _INSET_X, _TOP[1]),
+    ]
+    for (axis, title, y_title, scale), domain in zip(_SIDE_PANELS.values(), _side_domains(), strict=True):
+        axes[f"xaxis{axis}"] = {"domain": list(domain), "anchor": f"y{axis}", "title": {"text": "step"}}
+        y_axis: dict = {"domain": list(_BOTTOM), "anchor": f"x{axis}", "title": {"text": y_title, "standoff": 4}}
+        if scale is None:  # λ1: from 0 (or below), with few digits even when it stays constant
+            y_axis.update(rangemode="tozero", tickformat=".3~g")
+        else:
+            y_axis.update(range=list(scale[0]), dtick=scale[1])
+        axes[f"yaxis{axis}"] = y_axis
+        titles.append(_title(title, domain, _BOTTOM[1]))
+    axis = _SIDE_PANELS["adversarial"][0]
+    boundary = {
+        "type": "line", "xref": f"x{axis} domain", "yref": f"y{axis}", "x0": 0, "x1": 1, "y0": 90, "y1": 90,
+        "line": {"color": "#999999", "width": 1, "dash": "dot"},
+    }  # fmt: skip
+    return go.Layout(
+        **axes,
+        annotations=[*titles, _vector_key()],
+        shapes=[boundary],
+        # the landscape's image comes with ``landscape_changes``; plotly's Layout object only shows an array of
+        # images set later by a relayout when the array already existed
+        images=[{"visible": False}],
+        title={"x": 0.005, "xanchor": "left", "y": 0.995, "yanchor": "top", "font": {"size": 16}},
+        height=FIGURE_HEIGHT,
+        margin={"l": 60, "r": 20, "t": 75, "b": 50},
+        legend={"x": _LEGEND_X, "y": _TOP[1], "xanchor": "left", "yanchor": "top"},
+        modebar={"orientation": "v"},
+        hovermode="closest",
+        template="plotly_white",
+    )
+
+
+def _side_domains() -> list[tuple[float, float]]:
+    """The paper x-domains of the four step panels, left to right."""
+    width = (1.0 - (len(_SIDE_PANELS) - 1) * _PANEL_GAP) / len(_SIDE_PANELS)
+    return [(index * (width + _PANEL_GAP), index * (width + _PANEL_GAP) + width) for index in range(len(_SIDE_PANELS))]
+
+
+def _title(text: str, x_domain: Sequence[float], top: float) -> dict:
+    """A panel title centred above its domain (paper coordinates)."""
+    return {
+        "text": text, "x": (x_domain[0] + x_domain[1]) / 2, "y": top, "xref": "paper", "yref": "paper",
+        "xanchor": "center", "yanchor": "bottom", "yshift": 6, "showarrow": False, "font": {"size": 14},
+    }  # fmt: skip
+
+
+def _vector_key() -> dict:
+    """The inset's key below the legend: each vector's colour, label and meaning."""
+    lines = [f"<span style='color:{v.color}'>━━ <b>{v.label}</b></span> {v.key}" for v in VECTORS.values()]
+    text = "<b>inset</b><br>" + "<br>".join(lines) + "<br><span style='color:#555555'>╌╌ ρ-ball</span> radius ρ"
+    return {
+        "text": text, "x": _LEGEND_X, "y": _TOP[0], "xref": "paper", "yref": "paper", "xanchor": "left",
+        "yanchor": "bottom", "align": "left", "showarrow": False, "font": {"size": 12},
+    }  # fmt: skip
+
+
+def _add_step_traces(figure: go.Figure) -> None:
+    """The traces ``step_changes`` fills: dots and ball on the map, the inset's unit ball, arrows (in ``VECTORS``
+    order: wider ones first, below) and labels, and the step panels' cursors. None is in the legend."""
+    hidden = {"showlegend": False}
+    figure.add_trace(
+        go.Scatter(
+            meta="dots", mode="markers", hoverinfo="text", marker={"line": {"color": "white", "width": 1.5}}, **hidden
+        )
+    )
+    figure.add_trace(
+        go.Scatter(meta="ball", mode="lines", line={"color": "white", "dash": "dash"}, hoverinfo="skip", **hidden)
+    )
+    figure.add_trace(
+        go.Scatter(
+            meta="unit-ball", mode="lines", line={"color": "#555555", "dash": "dash", "width": 1.5},
+            hoverinfo="skip", xaxis="x2", yaxis="y2", **hidden,
+        )
+    )  # fmt: skip
+    for name, style in VECTORS.items():
+        figure.add_trace(
+            go.Scatter(
+                meta=f"arrow:{name}", mode="lines+markers", line={"color": style.color, "width": style.width},
+                marker={"symbol": ["circle", "arrow"], "size": [0, _ARROW_HEAD], "angleref": "previous",
+                        "color": style.color},
+                hoverinfo="text", xaxis="x2", yaxis="y2", **hidden,
+            )
+        )  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            meta="labels", mode="text", textfont={"size": 13}, hoverinfo="text", cliponaxis=False, xaxis="x2",
+            yaxis="y2", **hidden,
+        )
+    )
+    for role, (axis, *_) in _SIDE_PANELS.items():
+        figure.add_trace(
+            go.Scatter(
+                meta=f"cursor:{role}", mode="lines", line={"color": "#555555", "width": 1}, hoverinfo="skip",
+                xaxis=f"x{axis}", yaxis=f"y{axis}", **hidden,
+            )
+        )  # fmt: skip
+
+
+def _text_position(side: Sequence[float]) -> str:
+    """The plotly text position that puts a label on ``side`` (a unit vector) of its point."""
+    key = tuple(max(-1, min(1, round(float(component) * math.sqrt(2)))) for component in side)
+    return _TEXT_POSITIONS.get(key, "middle right")
+
+
+def _plain(values: np.ndarray | Sequence[float]) -> list[float | None]:
+    """``values`` as a list of floats, non-finite ones as ``None`` (a gap): see the module docstring."""
+    return [float(value) if math.isfinite(value) else None for value in np.asarray(values, dtype=float).tolist()]
