@@ -27,8 +27,14 @@ SETTINGS = RunSettings(rho=0.2, lr=0.02, steps=30)
 STEP_ROLES = {"dots", "ball", "unit-ball", "labels"} | {
     f"{kind}:{name}"
     for kind, names in (
-        ("arrow", ("perturbation", "gradient", "adversarial", "direction", "used_eigenvector", "eigenvector", "step")),
-        ("cursor", ("lambda1", "angle", "adversarial", "cosine")),
+        (
+            "arrow",
+            (
+                "perturbation", "gradient", "adversarial", "direction", "used_eigenvector", "eigenvector", "step",
+                "lambda1_gradient",
+            ),
+        ),
+        ("cursor", ("lambda1", "rate", "angle", "adversarial", "cosine")),
     )
     for name in names
 }
@@ -71,7 +77,11 @@ def test_the_inset_draws_the_step_around_theta_in_units_of_rho(trajectories):
     np.testing.assert_allclose(tip, eps / rho)  # ε to scale
     tail, tip = arrow(figure, "adversarial")
     np.testing.assert_allclose(tail, eps / rho)  # g_adv drawn where it is evaluated
-    for name, vector in [("gradient", record.gradients[step]), ("direction", record.directions[step])]:
+    for name, vector in [
+        ("gradient", record.gradients[step]),
+        ("direction", record.directions[step]),
+        ("lambda1_gradient", record.lambda1_gradients[step]),  # the exact ∇λ1 (nonzero off a quadratic)
+    ]:
         tail, tip = arrow(figure, name)
         np.testing.assert_allclose(tip - tail, vector / np.linalg.norm(vector))  # unit directions
     tail, tip = arrow(figure, "step")
@@ -89,6 +99,8 @@ def test_the_inset_draws_the_step_around_theta_in_units_of_rho(trajectories):
     assert all(list(trace(figure, f"cursor:{role}").x) == [step, step] for role in ("lambda1", "angle", "cosine"))
     assert figure.layout.yaxis.scaleanchor == "x" and figure.layout.yaxis2.scaleanchor == "x2"  # true angles
     np.testing.assert_allclose(trace(figure, "lambda1:SAM").y, trajectories["SAM"].top_eigenvalues)
+    np.testing.assert_allclose(trace(figure, "rate:SAM").y, trajectories["SAM"].lambda1_rates)  # ⟨Δθ, ∇λ1⟩ per step
+    assert figure.layout.yaxis7.title.text == "λ1 per step"
 
 
 def test_gd_focus_draws_no_ascent(trajectories):

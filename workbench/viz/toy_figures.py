@@ -8,9 +8,10 @@ another at any width (the figure fills the width it is given):
   method's θ_t, the ρ-ball to scale (equal axis scales, so angles look right);
 * top middle, the step inset (``workbench.viz.toy_inset``): the focus method's step t around θ_t in units of ρ,
   so that its geometry is legible whatever ρ: the ρ-ball (the unit circle), ε, g, v1, g_adv, d, the tracker's v
-  where it is not v1, and the step taken, each an arrow labelled at its tip (hover for its value);
-* bottom, per step and per method: λ1 at θ_t, ∠(g, v1), ∠(g_adv, v1) (degrees; 90° marks X-SAM's regime change)
-  and cos∠(ε, v1), each with a cursor at step t.
+  where it is not v1, ∇λ1 and the step taken, each an arrow labelled at its tip (hover for its value);
+* bottom, per step and per method: λ1 at θ_t, the step's λ1 rate ⟨θ_t+1 − θ_t, ∇λ1(θ_t)⟩ (negative: the step
+  walks down λ1), ∠(g, v1), ∠(g_adv, v1) (degrees; 90° marks X-SAM's regime change) and cos∠(ε, v1), each with a
+  cursor at step t.
 
 Methods differ by colour and by dash, so curves that coincide stay visible.
 
@@ -55,6 +56,7 @@ FIGURE_HEIGHT = 780  # pixels; the width follows the page
 
 _SIDE_PANELS = {  # trace role → (plotly axis suffix, title, y-axis title, (y range, tick spacing) or None: auto)
     "lambda1": ("3", "λ1 at θ_t", "λ1", None),
+    "rate": ("7", "λ1 rate ⟨Δθ, ∇λ1⟩", "λ1 per step", None),
     "angle": ("4", "∠(g, v1)", "degrees", ((0.0, 90.0), 30)),
     "adversarial": ("5", "∠(g_adv, v1)", "degrees", ((0.0, 180.0), 45)),
     "cosine": ("6", "cos∠(ε, v1)", "cosine", ((-1.05, 1.05), 0.5)),
@@ -301,10 +303,10 @@ def step_changes(
         hovertext=[f"step {step} of {focus}; ρ = {rho:.3g}", *(label.hover for label in labels.values())],
     )
     for role, (_, _, _, scale) in _SIDE_PANELS.items():
-        if scale is None:  # λ1 is auto-ranged (from 0): the cursor spans the curves
+        if scale is None:  # λ1 and its rate are auto-ranged (from 0): the cursor spans the curves
             values = np.concatenate([_curves(other)[role] for other in trajectories.values()])
             finite = values[np.isfinite(values)]
-            span = (min(0.0, float(finite.min())), float(finite.max())) if finite.size else (0.0, 1.0)
+            span = (min(0.0, float(finite.min())), max(0.0, float(finite.max()))) if finite.size else (0.0, 1.0)
         else:
             span = scale[0]
         update.trace(f"cursor:{role}", x=[step, step], y=list(span))
@@ -317,6 +319,7 @@ def _curves(trajectory: Trajectory) -> dict[str, np.ndarray]:
     """The step panels' curves of one trajectory, by trace role."""
     return {
         "lambda1": trajectory.top_eigenvalues,
+        "rate": trajectory.lambda1_rates,
         "angle": trajectory.angle_gradient,
         "adversarial": trajectory.angle_adversarial,
         "cosine": trajectory.cos_perturbation,
@@ -350,7 +353,7 @@ def _layout() -> go.Layout:
     for (axis, title, y_title, scale), domain in zip(_SIDE_PANELS.values(), _side_domains(), strict=True):
         axes[f"xaxis{axis}"] = {"domain": list(domain), "anchor": f"y{axis}", "title": {"text": "step"}}
         y_axis: dict = {"domain": list(_BOTTOM), "anchor": f"x{axis}", "title": {"text": y_title, "standoff": 4}}
-        if scale is None:  # λ1: from 0 (or below), with few digits even when it stays constant
+        if scale is None:  # λ1 and its rate: from 0 (or below), with few digits even when constant
             y_axis.update(rangemode="tozero", tickformat=".3~g")
         else:
             y_axis.update(range=list(scale[0]), dtick=scale[1])
@@ -379,7 +382,7 @@ def _layout() -> go.Layout:
 
 
 def _side_domains() -> list[tuple[float, float]]:
-    """The paper x-domains of the four step panels, left to right."""
+    """The paper x-domains of the step panels, left to right."""
     width = (1.0 - (len(_SIDE_PANELS) - 1) * _PANEL_GAP) / len(_SIDE_PANELS)
     return [(index * (width + _PANEL_GAP), index * (width + _PANEL_GAP) + width) for index in range(len(_SIDE_PANELS))]
 

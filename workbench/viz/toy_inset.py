@@ -3,9 +3,10 @@
 At the scale of the landscape a step's vectors are a few pixels long (ρ = 0.1 on a map 5 wide); the inset shows
 them around θ_t with ρ as its unit, so the ρ-ball is the unit circle and the geometry reads the same whatever ρ.
 ε and the step taken are drawn to scale, the other vectors as unit directions: g, v1 (oriented along g), g_adv
-(from the tip of ε, where it is evaluated), d (the direction handed to SGD) and the tracker's v where it is not
-v1. The inset keeps one scale for a whole run (``inset_half_width``) so that it stays still while the steps play;
-an arrow longer than the inset is cut at its edge and says so.
+(from the tip of ε, where it is evaluated), d (the direction handed to SGD), the tracker's v where it is not
+v1, and ∇λ1 (the exact gradient of the top eigenvalue: a step with a component against it lowers λ1). The inset
+keeps one scale for a whole run (``inset_half_width``) so that it stays still while the steps play; an arrow
+longer than the inset is cut at its edge and says so.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ VECTORS = {
     "used_eigenvector": VectorStyle("v", "#8c564b", 2.5, "tracker's v (used)", "v, the tracker's eigenvector used"),
     "eigenvector": VectorStyle("v1", "#000000", 1.5, "top eigenvector", "v1, top eigenvector of the exact Hessian"),
     "step": VectorStyle("θ_t+1", "#444444", 1.5, "step taken", "the step taken, θ_t+1 − θ_t = −lr·d"),
+    "lambda1_gradient": VectorStyle(
+        "∇λ1", "#bcbd22", 2.5, "λ1 grows fastest", "∇λ1 = ∇³L[v1, v1, ·], the direction in which λ1 grows fastest"
+    ),
 }
 INSET_MARGIN = 1.2  # the inset shows θ_t ± 1.2 × the farthest reach of ε and g_adv over the run, in units of ρ
 _SAME_DIRECTION = math.cos(math.radians(1.0))  # the tracker's v is drawn only when it is > 1° away from v1
@@ -78,8 +82,8 @@ def inset_half_width(trajectory: Trajectory, rho: float) -> float:
 def step_arrows(trajectory: Trajectory, step: int, rho: float, *, half_width: float) -> dict[str, Arrow]:
     """The inset's arrows at ``step`` by name (keys of ``VECTORS``), inside ``half_width`` (units of ρ).
 
-    Left out: a vector that is zero or undefined, GD's ε, g_adv and d (no ascent: g_adv = d = g), and the tracker's
-    v where it is within 1° of v1 or there is none yet.
+    Left out: a vector that is zero or undefined (∇λ1 on a quadratic, or where λ1 = λ2), GD's ε, g_adv and d (no
+    ascent: g_adv = d = g), and the tracker's v where it is within 1° of v1 or there is none yet.
     """
     theta = trajectory.positions[step]
     origin = np.zeros(2)
@@ -91,6 +95,7 @@ def step_arrows(trajectory: Trajectory, step: int, rho: float, *, half_width: fl
         "used_eigenvector": (origin, trajectory.used_eigenvectors[step], False),
         "eigenvector": (origin, trajectory.top_eigenvectors[step], False),
         "step": (origin, trajectory.positions[step + 1] - theta, True),
+        "lambda1_gradient": (origin, trajectory.lambda1_gradients[step], False),
     }
     if trajectory.method == "GD":
         for name in ("perturbation", "adversarial", "direction"):
