@@ -1,7 +1,7 @@
-"""Notebooks 01-04 in a real browser: JupyterLab on localhost, headless Chromium driven by Playwright.
+"""Notebooks 01-04 and 06 in a real browser: JupyterLab on localhost, headless Chromium driven by Playwright.
 
 One JupyterLab server and one browser serve the module (``tests/browser_lab.py``). Each notebook is run with Run
-All (03 and 04 in quick mode, so they train and measure a short run); then the test checks that every input
+All (03, 04 and 06 in quick mode, so they train and measure a short run); then the test checks that every input
 control is visible, moves each kind of control and checks that the figure redraws, and finds neither a kernel
 error (in the log console or the server's log) nor a page error; screenshots go to the test's temporary folder.
 01's test also times a ρ change and a step against generous bounds (benchmarks/toy_explorer_browser.py measures
@@ -41,6 +41,7 @@ NOTEBOOKS = {
     "02_live_training.ipynb": {},
     "03_hessian_spectrum.ipynb": {"quick": True},
     "04_loss_landscape.ipynb": {"quick": True},
+    "06_your_model.ipynb": {"quick": True},
 }
 # The points of the first figure, summed over its traces (plotly.js keeps them on the plot's div).
 POINT_COUNT_JS = """() => {
@@ -233,3 +234,24 @@ def test_04_loss_landscape_explorer(open_notebook, tmp_path: Path) -> None:
     notebook.time_redraw(compute.click, settle=2.0, timeout=180)
     plot.scroll_into_view_if_needed()
     check_page(notebook, tmp_path, "04_loss_landscape")
+
+
+def test_06_your_model_trains_live_on_a_dict_loader(open_notebook, tmp_path: Path) -> None:
+    notebook = open_notebook("06_your_model.ipynb")
+    page = notebook.page
+    notebook.run_all(".jupyter-widgets button:has-text('Compute')", timeout=300)
+    # brought by the user: no dataset or model to choose; SAM takes no α or freq: those four hidden, nothing else
+    hidden = notebook.hidden_controls()
+    assert len(hidden) == 4 and all(any(word in name for word in ("dataset", "model", "α", "freq")) for name in hidden)
+    start = page.locator(".jupyter-widgets button", has_text="Start")
+    start.scroll_into_view_if_needed()
+    points = page.evaluate(POINT_COUNT_JS)
+    start.click()
+    page.wait_for_function("() => /finished/.test(document.body.innerText)", timeout=180_000)
+    notebook.wait_idle()
+    assert page.evaluate(POINT_COUNT_JS) > points, "the run's curves were drawn"
+    measure = page.locator(".jupyter-widgets button", has_text="Measure")
+    measure.scroll_into_view_if_needed()
+    notebook.time_redraw(measure.click, settle=2.0, timeout=180)
+    page.locator(".jupyter-widgets .js-plotly-plot").first.scroll_into_view_if_needed()
+    check_page(notebook, tmp_path, "06_your_model")

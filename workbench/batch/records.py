@@ -8,7 +8,8 @@ Layout of ``OUTPUT/<run name>/``:
     error.json        instead of result.json when the run failed: the error, the failing cell, the traceback
     worker.log        the worker process's output (every attempt's, each under a header line)
     attempts.json     each time a Dask worker started the run: the batch submission, the worker, start, end, state
-    .run.lock         held by the process executing the run (one at a time, whichever batch started it)
+    .batch-run.lock   held by the batch worker executing the run (one at a time, whichever batch started it; the
+                      Trainer inside holds the run folder's own .run.lock)
 
 A run is finished exactly when result.json exists with status "finished"; a folder with error.json failed; one
 whose result.json cannot be read is unreadable; any other folder was interrupted (or is running). Finished runs
@@ -30,7 +31,7 @@ RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 LOG_FILE = "worker.log"
 ATTEMPTS_FILE = "attempts.json"
-RUN_LOCK_FILE = ".run.lock"
+RUN_LOCK_FILE = ".batch-run.lock"
 
 FINISHED, FAILED, INCOMPLETE, NEW, UNREADABLE = "finished", "failed", "incomplete", "new", "unreadable"
 

@@ -4,7 +4,7 @@ A Dask worker starts ``python -m workbench.batch.worker FOLDER --kernel NAME --p
 (``workbench.batch.tasks``). The worker ends itself within ``PARENT_POLL_SECONDS`` of its parent's death (even by
 ``kill -9``), and the kernel it started ends within a second of the worker's (ipykernel polls its parent too), so
 a killed batch leaves no run executing behind it: re-running the batch can safely start its interrupted runs
-again. It holds the run's lock (``.run.lock``) while it executes; another worker process for the same run waits
+again. It holds the run's lock (``.batch-run.lock``) while it executes; another worker process for the same run waits
 for it and then, finding the run finished, does not execute it again.
 """
 
