@@ -191,3 +191,55 @@ class TestBadInput:
         tracker.set_vector(torch.ones(2, dtype=torch.float64))
         with pytest.raises(ValueError, match="has 2 entries but the operator acts on 3"):
             tracker.refresh(dense(1.0, 2.0, 3.0)[0])
+
+
+def test_ritz_refresh_by_hand_and_its_eigenvalue():
+    """refresh="ritz": Rayleigh–Ritz on span{u, Hu} from the previous vector u, then v = Hy/‖Hy‖ on u's side."""
+    op, q = dense(4.0, 2.0, 1.0, -0.5)
+    previous = q[:, 0] + 0.3 * q[:, 1] + 0.2 * q[:, 3]
+    tracker = EigenTracker(freq=1, power_iters=2, refresh="ritz")
+    tracker.set_vector(previous)
+    tracker.refresh(op)
+    u = previous / previous.norm()
+    basis = torch.linalg.qr(torch.stack([u, op.matrix @ u], dim=1)).Q
+    theta, vectors = torch.linalg.eigh(basis.T @ op.matrix @ basis)
+    stepped = op.matrix @ (basis @ vectors[:, -1])
+    stepped = stepped / stepped.norm()
+    stepped = stepped if float(torch.dot(stepped, u)) >= 0 else -stepped
+    torch.testing.assert_close(tracker.vector, stepped)
+    assert tracker.eigenvalue == pytest.approx(float(theta[-1]))
+    assert (tracker.num_refreshes, tracker.num_hvps) == (1, 2)
+    tracker.exact_eigenvalue = True
+    tracker.refresh(op)
+    assert tracker.eigenvalue == pytest.approx(float(tracker.vector @ op.matrix @ tracker.vector))
+    assert tracker.num_hvps == 2 + 3
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_ritz_refresh_keeps_the_side_of_the_previous_vector(side):
+    op, q = dense(4.0, 1.0, 0.5, 0.2)
+    tracker = EigenTracker(freq=1, power_iters=3, refresh="ritz")
+    tracker.set_vector(side * q[:, 0] + 0.05 * q[:, 1])
+    tracker.refresh(op)
+    assert float(torch.dot(tracker.vector, side * q[:, 0])) > 1 - 1e-9
+
+
+def test_ritz_refresh_beats_power_at_equal_products_on_a_small_gap():
+    """λ2/λ1 = 0.9: four power iterations barely move; four Ritz products nearly reach v1."""
+    op, q = dense(1.0, 0.9, 0.5, 0.3, 0.1, 0.0, seed=2)
+    start = q[:, 0] + q[:, 1] + q[:, 2]
+    misalignment = {}
+    for rule in ("power", "ritz"):
+        tracker = EigenTracker(freq=1, power_iters=4, refresh=rule)
+        tracker.set_vector(start)
+        tracker.refresh(op)
+        misalignment[rule] = 1 - float(torch.dot(tracker.vector, q[:, 0]).abs())
+    assert misalignment["ritz"] < 1e-3 < 0.1 < misalignment["power"]
+
+
+def test_refresh_rule_is_checked_and_reachable_from_the_optimizers():
+    with pytest.raises(ValueError, match="refresh must be one of 'power', 'ritz'"):
+        EigenTracker(freq=1, refresh="lanczos")
+    param = torch.nn.Parameter(torch.zeros(2))
+    assert EigenSAM([param], refresh="ritz", power_iters=4).tracker.rule == "ritz"
+    assert EigenSAM([param]).tracker.rule == "power"

@@ -36,6 +36,8 @@ class EigenSAM(SharpnessAware):
         alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM); a per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 100); a group setting, the same in every group.
         power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
+        refresh: how the products are spent (see ``EigenTracker``): ``"power"`` (published: warm-started power
+            iteration) or ``"ritz"`` (Rayleigh–Ritz on the same Krylov space, plus a free power step).
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or
             ``None`` (count globally).
@@ -50,12 +52,13 @@ class EigenSAM(SharpnessAware):
         freq: int = 100,
         power_iters: int = 5,
         *,
+        refresh: str = "power",
         seed: int = 0,
         epoch_length: int | None = None,
         model: torch.nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
+        tracker = EigenTracker(freq, power_iters, refresh=refresh, seed=seed, epoch_length=epoch_length)
         settings = {"alpha": alpha, "freq": freq}
         super().__init__(
             params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs

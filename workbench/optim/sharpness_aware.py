@@ -14,7 +14,7 @@ from workbench._checks import check_float
 from workbench.curvature import EigenResult
 from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
-from workbench.optim.record import NORM_NAMES, SCALAR_NAMES, StepRecord
+from workbench.optim.record import NORM_NAMES, TRACKING_NAMES, StepRecord
 from workbench.optim.rules import angle_degrees, cosine
 from workbench.optim.tracker import EigenTracker
 from workbench.optim.train_mode_guard import forbid_train_mode
@@ -24,10 +24,9 @@ from workbench.params import unflatten
 
 @dataclass
 class _Ascent:
-    """What ``first_step`` leaves for ``second_step``."""
+    """What ``first_step`` leaves for ``second_step``: g, θ and the scalars of ε (ε itself is not kept)."""
 
     gradient: torch.Tensor
-    perturbation: torch.Tensor
     eigenvector: torch.Tensor | None
     weights: list[torch.Tensor]  # θ before the perturbation, restored exactly
     buffers: list[tuple[torch.Tensor, torch.Tensor]]  # (buffer, its value after the first pass), with model=
@@ -159,18 +158,19 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     def first_step(self, zero_grad: bool = False) -> None:
         """Read g from ``.grad``, compute ε and move the parameters to θ + ε (saving θ and, with ``model``, buffers).
 
+        Memory: g (flat) and θ (per parameter) are kept until ``second_step``; ε is not (it is recomputed there,
+        exactly, for the step record), so the second pass runs with two extra copies of the parameters.
+
         Raises:
             ValueError: when no parameter has a gradient.
         """
         params = self._params()
         gradient = self._flat_gradient(params, "first_step")
         eigenvector = self._eigenvector(params)
-        perturbation = self.perturbation(gradient, eigenvector)
         weights = [param.detach().clone() for param in params]
         buffers = [] if self.model is None else [(buffer, buffer.clone()) for buffer in self.model.buffers()]
-        for param, piece in zip(params, unflatten(perturbation, params), strict=True):
-            param.add_(piece)
-        self._ascent = _Ascent(gradient, perturbation, eigenvector, weights, buffers, self._refreshed)
+        torch._foreach_add_(params, unflatten(self.perturbation(gradient, eigenvector), params))
+        self._ascent = _Ascent(gradient, eigenvector, weights, buffers, self._refreshed)
         self._refreshed = False
         if zero_grad:
             self.zero_grad()
@@ -187,22 +187,26 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             raise RuntimeError("second_step() needs first_step() first: the parameters are not at θ + ε")
         ascent, self._ascent = self._ascent, None
         params = self._params()
-        adversarial = self._flat_gradient(params, "second_step")
-        for param, weight in zip(params, ascent.weights, strict=True):
-            param.copy_(weight)
+        torch._foreach_copy_(params, ascent.weights)
+        ascent.weights.clear()  # release the copy of θ before any new vector is made
         for buffer, value in ascent.buffers:
             buffer.copy_(value)
+        adversarial = self._flat_gradient(params, "second_step")
+        perturbation = self.perturbation(ascent.gradient, ascent.eigenvector)  # at θ again: the ε of first_step
         eigenvector, sign = ascent.eigenvector, None
         if eigenvector is not None:
             sign = self.orientation(ascent.gradient, adversarial, eigenvector)
             eigenvector = sign * eigenvector
         direction = self.descent_direction(ascent.gradient, adversarial, eigenvector)
         if direction is not adversarial:
-            for param, piece in zip(params, unflatten(direction, params), strict=True):
-                if param.grad is not None:
-                    param.grad.copy_(piece)
+            grads = [param.grad for param in params]
+            pieces = unflatten(direction, params)
+            torch._foreach_copy_(
+                [grad for grad in grads if grad is not None],
+                [piece for grad, piece in zip(grads, pieces, strict=True) if grad is not None],
+            )
         self.base_optimizer.step()
-        self.last_step = self._record(ascent, adversarial, direction, eigenvector, sign)
+        self.last_step = self._record(ascent, perturbation, adversarial, direction, eigenvector, sign)
         self.step_count += 1
         if zero_grad:
             self.zero_grad()
@@ -277,33 +281,35 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     def _record(
         self,
         ascent: _Ascent,
+        perturbation: torch.Tensor,
         adversarial: torch.Tensor,
         direction: torch.Tensor,
         eigenvector: torch.Tensor | None,
         sign: torch.Tensor | None,
     ) -> StepRecord:
-        norms = [ascent.gradient.norm(), ascent.perturbation.norm(), adversarial.norm()]
+        norms = [ascent.gradient.norm(), perturbation.norm(), adversarial.norm()]
         tracker = self.tracker
         if tracker is None:
             values, names = norms, NORM_NAMES
         elif eigenvector is None or sign is None:
-            values, names = norms + [torch.full_like(norms[0], math.nan)] * 5, SCALAR_NAMES
+            values = [*norms, *[torch.full_like(norms[0], math.nan)] * 5, tracker.eigenvalue_tensor(norms[0])]
+            names = TRACKING_NAMES
         else:
             values = [
                 *norms,
-                cosine(ascent.perturbation, eigenvector),
+                cosine(perturbation, eigenvector),
                 angle_degrees(ascent.gradient, eigenvector),
                 angle_degrees(adversarial, eigenvector),
                 angle_degrees(direction, eigenvector),
                 sign.to(norms[0].dtype),
+                tracker.eigenvalue_tensor(norms[0]),
             ]
-            names = SCALAR_NAMES
+            names = TRACKING_NAMES
         return StepRecord(
             step=self.step_count,
             refreshed=ascent.refreshed,
-            eigenvalue=math.nan if tracker is None else tracker.eigenvalue,
             gradient=ascent.gradient,
-            perturbation=ascent.perturbation,
+            perturbation=perturbation,
             scalar_values=torch.stack(values),
             scalar_names=names,
             tracking=tracker is not None,

@@ -61,6 +61,8 @@ class XSAM(SharpnessAware):
             over-reflect. A per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3); the same in every group.
         power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
+        refresh: how the products are spent (see ``EigenTracker``): ``"power"`` (published: warm-started power
+            iteration) or ``"ritz"`` (Rayleigh–Ritz on the same Krylov space, plus a free power step).
         normalize_direction, angle_gate, orientation: the switches above.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or ``None``.
@@ -75,6 +77,7 @@ class XSAM(SharpnessAware):
         freq: int = 5,
         power_iters: int = 5,
         *,
+        refresh: str = "power",
         normalize_direction: bool = True,
         angle_gate: bool = False,
         orientation: str = "as_computed",
@@ -86,7 +89,7 @@ class XSAM(SharpnessAware):
         self.normalize_direction = check_choice("normalize_direction", normalize_direction, (True, False))
         self.angle_gate = check_choice("angle_gate", angle_gate, (False, True))
         self.orientation_convention = check_choice("orientation", orientation, ORIENTATIONS)
-        tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
+        tracker = EigenTracker(freq, power_iters, refresh=refresh, seed=seed, epoch_length=epoch_length)
         settings = {"alpha": alpha, "freq": freq}
         super().__init__(
             params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs
