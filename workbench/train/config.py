@@ -22,10 +22,11 @@ class TrainConfig:
 
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
     their own options. The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
-    ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
-    field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
-    and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
-    (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
+    ``alpha``, ``freq``, ``power_iters``, ``refresh``, ``eta``, ``normalize_direction``, ``angle_gate``,
+    ``orientation``: one field per option any registered optimizer takes) default to the optimizer's paper values
+    when left ``None`` (``refresh``: to the Rayleigh–Ritz estimate, measured better than the published power
+    iteration; see ``workbench.optim.EigenTracker``), and setting one the optimizer does not take is an error.
+    ``rho_schedule="lr"`` moves ρ with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
     Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles) run every ``probe_every`` steps on
     a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
     """
@@ -42,6 +43,7 @@ class TrainConfig:
     alpha: float | None = None
     freq: int | None = None
     power_iters: int | None = None
+    refresh: str | None = None
     eta: float | None = None
     normalize_direction: bool | None = None
     angle_gate: bool | None = None
