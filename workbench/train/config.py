@@ -26,9 +26,10 @@ class TrainConfig:
     ``orientation``: one field per option any registered optimizer takes) default to the optimizer's paper values
     when left ``None`` (``refresh``: to the Rayleigh–Ritz estimate, measured better than the published power
     iteration; see ``workbench.optim.EigenTracker``), and setting one the optimizer does not take is an error.
-    ``rho_schedule="lr"`` moves ρ with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
-    Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles) run every ``probe_every`` steps on
-    a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off.
+    ``rho_schedule="lr"`` moves ρ with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps``
+    optimizer steps if given, else ``epochs`` epochs. Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++,
+    angles) run every ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples;
+    ``probe_every=None`` turns them off.
     """
 
     dataset: str = "mnist1d"
