@@ -1,9 +1,10 @@
 """A model's loss at perturbed parameters θ + δ, computed functionally: the model itself is never modified.
 
 ``PerturbedLoss`` holds the model, the loss, the data and the flat base point θ. It gives the loss and its
-gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points, a chunk
-of stacked parameter sets at a time: ``torch.func.functional_call`` under ``torch.func.vmap`` (one batched
-forward pass per chunk), or called point by point, optionally through ``torch.compile``. The model is in eval
+gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points: a chunk of
+stacked parameter sets at a time with ``torch.func.functional_call`` under ``torch.func.vmap`` (one batched
+forward pass per chunk), or point by point on a private copy of the model (``workbench.probes.pointwise``),
+eagerly or through ``torch.compile``, chosen automatically unless told. The model is in eval
 mode throughout (BatchNorm uses its running statistics and updates nothing) and its own flags are restored
 afterwards.
 """
@@ -25,6 +26,7 @@ from workbench.inputs import (
 )
 from workbench.modes import eval_mode
 from workbench.params import flatten, unflatten
+from workbench.probes.pointwise import check_classification, point_model_for, pointwise_losses
 
 #: (parameter values, inputs, targets) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
 PointMetrics = Callable[[list[torch.Tensor], torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -103,7 +105,8 @@ class PerturbedLoss:
         *,
         accuracy: bool = False,
         vectorize: bool | None = None,
-        torch_compile: bool = False,
+        torch_compile: bool | None = None,
+        num_points: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss (and accuracy) at θ + δ for every row δ of every chunk ``(c, n)``, in order.
 
@@ -112,19 +115,44 @@ class PerturbedLoss:
                 parameters, and with ``vectorize`` c times the activations of one forward pass).
             accuracy: also return the fraction of samples whose arg-max class equals the integer target
                 (outputs ``(batch, classes)``, targets ``(batch,)``).
-            vectorize: True evaluates a chunk in one ``torch.func.vmap`` call over its stacked parameter sets;
-                False calls the same functional forward once per point (also the way out for models ``vmap``
-                cannot trace, e.g. data-dependent Python control flow). None (default) vectorises off the CPU
-                only: on a CPU a forward pass over a batch is compute-bound, vmap saves no work there and turns
-                convolutions into slower grouped ones (benchmarks/RESULTS.md, "Landscape grid").
-            torch_compile: run the point function through ``torch.compile`` (a one-off compilation of seconds;
-                then fused kernels: 3.2× (digits CNN) and 6.1× (CIFAR-shaped CNN) the speed of the in-place loop per
-                point on one CPU thread in that benchmark).
+            vectorize: True evaluates a chunk in one ``torch.func.vmap`` call over its stacked parameter sets
+                (``functional_call``); False evaluates point by point on a private copy of the model whose
+                parameters are overwritten in place (``workbench.probes.pointwise``; channels-last for images on a
+                CPU), falling back to ``functional_call`` per point when the model cannot be deep-copied. None
+                (default) vectorises off the CPU only: on a CPU a forward pass over a batch is compute-bound, vmap
+                saves no work there and turns convolutions into slower grouped ones (benchmarks/RESULTS.md,
+                "Landscape grid").
+            torch_compile: True runs the forward pass through ``torch.compile`` (a one-off compilation of
+                seconds, cached per model for the point-by-point path; then fused kernels); False never does. None
+                (default): False with ``vectorize``; point by point, compile when the points would take long
+                enough eagerly to repay it, judged from one timed point (``pointwise.COMPILE_PAYS_SECONDS``),
+                on a CPU only.
+            num_points: how many offsets ``offset_chunks`` holds (for the automatic choice; None: never compile
+                unless told).
 
         Returns:
             ``(losses, accuracies)``: float64 CPU tensors ``(m,)``, ``accuracies`` None unless asked for.
         """
         vectorize = self.device.type != "cpu" if vectorize is None else bool(vectorize)
+        if not vectorize:
+            point_model = point_model_for(self.model, self.names, self.batches[0].inputs.to(self.device))
+            if point_model is not None:
+                points = (
+                    point
+                    for chunk in offset_chunks
+                    for point in self.base + chunk.to(device=self.device, dtype=self.base.dtype)
+                )
+                losses, corrects = pointwise_losses(
+                    point_model,
+                    points,
+                    self.batches,
+                    self.loss_fn,
+                    accuracy=accuracy,
+                    torch_compile=torch_compile,
+                    num_points=num_points,
+                )
+                return losses, corrects if accuracy else None
+        torch_compile = bool(torch_compile)
         evaluate = _evaluator(self._point_metrics(accuracy), vectorize, torch_compile)
         loss_parts: list[torch.Tensor] = []
         accuracy_parts: list[torch.Tensor] = []
@@ -161,7 +189,7 @@ class PerturbedLoss:
             check_scalar_loss(loss)
             if not accuracy:
                 return loss, loss
-            _check_classification(outputs, targets)
+            check_classification(outputs, targets)
             return loss, (outputs.argmax(dim=-1) == targets).to(loss.dtype).mean()
 
         return metrics
@@ -187,12 +215,3 @@ def _evaluator(point_metrics: PointMetrics, vectorize: bool, torch_compile: bool
         return torch.stack([loss for loss, _ in rows]), torch.stack([correct for _, correct in rows])
 
     return looped
-
-
-def _check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
-    integer_targets = not targets.is_floating_point() and not targets.is_complex()
-    if outputs.dim() < 2 or tuple(outputs.shape[:-1]) != tuple(targets.shape) or not integer_targets:
-        raise ValueError(
-            "accuracy=True needs class scores of shape (batch, classes) and integer class targets of shape "
-            f"(batch,); got outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} ({targets.dtype})"
-        )

@@ -1,0 +1,265 @@
+"""Loss at many parameter points, one point at a time, on a private copy of the model: eagerly or compiled.
+
+``PointModel`` is an eval-mode copy of a model (made once per model and kept in a per-process cache) whose
+perturbed parameters are overwritten in place for each point, so a point costs one plain forward pass: no
+re-parametrisation as ``torch.func.functional_call`` does, and (for images on a CPU) convolutions in channels-last
+layout, which avoids PyTorch's slow NCHW max-pooling. The user's model is never touched. Its compiled forward
+(``torch.compile``) is cached with it, so a second slice of the same model does not compile again.
+
+``pointwise_losses`` chooses eager or compiled evaluation when not told: it times one eager point and compiles when
+the remaining points would take longer eagerly than ``COMPILE_PAYS_SECONDS`` (a compilation costs 4-16 s on a
+CPU and then runs 3-6× faster per point, benchmarks/RESULTS.md "Landscape grid"), or ``CACHED_COMPILE_PAYS_SECONDS``
+when a compiled forward is already cached; after compiling it times a compiled point and falls back to eager
+evaluation if that is not faster.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from workbench.inputs import Batch, LossFn, batch_on_device, check_scalar_loss
+from workbench.params import unflatten
+
+#: Compile when the points still to evaluate would take at least this long eagerly (seconds). A compilation took
+#: 4-16 s on the benchmark CPU and then evaluated points 3-6× faster, so it pays from about 20 s of eager work.
+COMPILE_PAYS_SECONDS = 20.0
+#: The same threshold when this model's compiled forward is already cached (no compilation to pay).
+CACHED_COMPILE_PAYS_SECONDS = 1.0
+
+#: (inputs, targets) -> (loss, fraction correct) of the private copy at its current parameters.
+PointMetrics = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class PointModel:
+    """A private eval-mode copy of ``model`` whose parameters ``names`` are overwritten point by point.
+
+    Args:
+        model: the user's model (copied with ``copy.deepcopy``; never modified).
+        names: the qualified names of the parameters a point sets, in the order of its flat vector.
+        channels_last: convert the copy to channels-last layout (inputs follow in ``metrics``).
+    """
+
+    def __init__(self, model: torch.nn.Module, names: Sequence[str], channels_last: bool) -> None:
+        self.source = weakref.ref(model)
+        self.copy = copy.deepcopy(model).eval().requires_grad_(False)
+        if channels_last:
+            self.copy = self.copy.to(memory_format=torch.channels_last)
+        self.names = tuple(names)
+        self.channels_last = channels_last
+        named = dict(self.copy.named_parameters())
+        self.targets = [named[name] for name in self.names]
+        first = self.targets[0]
+        # One flat buffer holds a point; contiguous parameters become views of it (loading a point is one copy),
+        # the others (channels-last convolution weights) are copied from their slice after it.
+        self.flat = torch.empty(sum(p.numel() for p in self.targets), device=first.device, dtype=first.dtype)
+        self._copied: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        with torch.no_grad():
+            for param, view in zip(self.targets, unflatten(self.flat, self.targets), strict=True):
+                view.copy_(param)
+                if param.is_contiguous():
+                    param.data = view
+                else:
+                    self._copied[0].append(param)
+                    self._copied[1].append(view)
+        self.lock = threading.Lock()
+        self._compiled: dict[tuple[LossFn, bool], PointMetrics] = {}
+
+    def matches(self, model: torch.nn.Module, names: Sequence[str], channels_last: bool) -> bool:
+        """Whether this copy still has ``model``'s structure (parameter and buffer names and shapes)."""
+        if self.source() is not model or self.names != tuple(names) or self.channels_last != channels_last:
+            return False
+        ours = {name: value.shape for name, value in self.copy.state_dict(keep_vars=True).items()}
+        theirs = {name: value.shape for name, value in model.state_dict(keep_vars=True).items()}
+        return ours == theirs
+
+    def sync(self, model: torch.nn.Module) -> None:
+        """Copy every parameter and buffer value of ``model`` into the copy (a point's parameters then replace the
+        perturbed ones)."""
+        theirs = model.state_dict(keep_vars=True)
+        ours = self.copy.state_dict(keep_vars=True)
+        with torch.no_grad():
+            for name, value in ours.items():
+                value.copy_(theirs[name].detach())
+
+    def load(self, point: torch.Tensor) -> None:
+        """Set the perturbed parameters to the flat ``point`` ``(n,)``."""
+        self.flat.copy_(point)
+        if self._copied[0]:
+            torch._foreach_copy_(*self._copied)
+
+    def metrics(self, loss_fn: LossFn, accuracy: bool, *, compiled: bool) -> PointMetrics:
+        """The loss (and fraction correct) of the copy at its current parameters, eager or compiled (cached)."""
+        eager = self._eager_metrics(loss_fn, accuracy)
+        if not compiled:
+            return eager
+        key = (loss_fn, accuracy)
+        if key not in self._compiled:
+            self._compiled[key] = torch.compile(eager, dynamic=False)
+        return self._compiled[key]
+
+    def has_compiled(self, loss_fn: LossFn, accuracy: bool) -> bool:
+        """Whether a compiled forward for this loss and accuracy flag is cached."""
+        return (loss_fn, accuracy) in self._compiled
+
+    def _eager_metrics(self, loss_fn: LossFn, accuracy: bool) -> PointMetrics:
+        network = self.copy
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+
+        def metrics(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            outputs = network(inputs.contiguous(memory_format=layout) if inputs.dim() == 4 else inputs)
+            loss = loss_fn(outputs, targets)
+            if not accuracy:
+                return loss, loss
+            check_classification(outputs, targets)
+            return loss, (outputs.argmax(dim=-1) == targets).to(loss.dtype).mean()
+
+        return metrics
+
+
+def check_classification(outputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """Raise a ValueError unless ``outputs`` are class scores ``(batch, classes)`` for integer targets ``(batch,)``."""
+    integer_targets = not targets.is_floating_point() and not targets.is_complex()
+    if outputs.dim() < 2 or tuple(outputs.shape[:-1]) != tuple(targets.shape) or not integer_targets:
+        raise ValueError(
+            "accuracy=True needs class scores of shape (batch, classes) and integer class targets of shape "
+            f"(batch,); got outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} ({targets.dtype})"
+        )
+
+
+_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, PointModel] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def point_model_for(model: torch.nn.Module, names: Sequence[str], inputs: torch.Tensor) -> PointModel | None:
+    """The cached private copy of ``model`` (made or remade when its structure changed), its values synced; None
+    when the model cannot be deep-copied (then the caller evaluates functionally)."""
+    channels_last = inputs.dim() == 4 and inputs.device.type == "cpu"
+    with _CACHE_LOCK:
+        cached = _CACHE.get(model)
+        if cached is None or not cached.matches(model, names, channels_last):
+            try:
+                cached = PointModel(model, names, channels_last)
+            except (TypeError, RuntimeError, copy.Error):
+                return None
+            _CACHE[model] = cached
+    cached.sync(model)
+    return cached
+
+
+def pointwise_losses(
+    point_model: PointModel,
+    points: Iterable[torch.Tensor],
+    batches: Sequence[Batch],
+    loss_fn: LossFn,
+    *,
+    accuracy: bool,
+    torch_compile: bool | None,
+    num_points: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and fraction correct (size-weighted over ``batches``) at every flat point ``(n,)`` of ``points``.
+
+    Args:
+        point_model: the private copy (from ``point_model_for``), used under its lock.
+        points: flat parameter vectors θ + δ, one per point.
+        torch_compile: True compiles, False never does, None chooses (see the module docstring).
+        num_points: how many points ``points`` holds, for the automatic choice (None: never compile by itself).
+
+    Returns:
+        ``(losses, accuracies)``: float64 CPU tensors ``(m,)`` (accuracies zero unless ``accuracy``).
+    """
+    device = point_model.targets[0].device
+    on_device = [(batch.weight, *batch_on_device(batch, device)) for batch in batches]
+    losses: list[torch.Tensor] = []
+    corrects: list[torch.Tensor] = []
+    with point_model.lock, torch.no_grad():
+        eager = point_model.metrics(loss_fn, accuracy, compiled=False)
+        choice = _Choice(point_model, loss_fn, accuracy, torch_compile, num_points)
+        for index, point in enumerate(points):
+            point_model.load(point)
+            metrics = choice.metrics(index, eager)
+            start = time.perf_counter()
+            loss, correct = _evaluate(metrics, on_device, index == 0)
+            choice.observe(index, time.perf_counter() - start)
+            losses.append(loss)
+            corrects.append(correct)
+    if not losses:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
+    return torch.stack(losses).double().cpu(), torch.stack(corrects).double().cpu()
+
+
+def _evaluate(
+    metrics: PointMetrics, batches: list[tuple[float, torch.Tensor, torch.Tensor]], check: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(batches) == 1:  # the common case: no weighting
+        loss, correct = metrics(batches[0][1], batches[0][2])
+        if check:
+            check_scalar_loss(loss)
+        return loss.reshape(()), correct.reshape(())
+    total_loss: torch.Tensor | float = 0.0
+    total_correct: torch.Tensor | float = 0.0
+    for weight, inputs, targets in batches:
+        loss, correct = metrics(inputs, targets)
+        if check:
+            check_scalar_loss(loss)
+        total_loss = total_loss + weight * loss
+        total_correct = total_correct + weight * correct
+    return torch.as_tensor(total_loss).reshape(()), torch.as_tensor(total_correct).reshape(())
+
+
+class _Choice:
+    """Eager or compiled, per point: the user's choice, or the automatic rule of the module docstring.
+
+    Automatic (on a CPU; elsewhere eager unless told, as asynchronous GPU timings need synchronisation and the
+    rule was not measured there): point 0 runs eagerly (it also warms up), point 1 eagerly and timed; if the
+    remaining points would take long enough, point 2 compiles and runs, point 3 runs compiled and timed, and
+    evaluation stays compiled only if point 3 was faster than point 1.
+    """
+
+    def __init__(
+        self,
+        point_model: PointModel,
+        loss_fn: LossFn,
+        accuracy: bool,
+        torch_compile: bool | None,
+        num_points: int | None,
+    ) -> None:
+        self.point_model, self.loss_fn, self.accuracy = point_model, loss_fn, accuracy
+        on_cpu = point_model.targets[0].device.type == "cpu"
+        self.fixed = torch_compile if torch_compile is not None or on_cpu else False  # timed on a CPU only
+        self.num_points = num_points
+        self.compiled: PointMetrics | None = None
+        self.eager_seconds: float | None = None
+        self.use_compiled = False
+        if torch_compile:
+            self.compiled = point_model.metrics(loss_fn, accuracy, compiled=True)
+            self.use_compiled = True
+
+    def metrics(self, index: int, eager: PointMetrics) -> PointMetrics:
+        if self.fixed is None and index == 2 and self._compile_pays():
+            self.compiled = self.point_model.metrics(self.loss_fn, self.accuracy, compiled=True)
+            self.use_compiled = True
+        return self.compiled if self.use_compiled and self.compiled is not None else eager
+
+    def observe(self, index: int, seconds: float) -> None:
+        if self.fixed is not None:
+            return
+        if index == 1:
+            self.eager_seconds = seconds
+        elif index == 3 and self.use_compiled and self.eager_seconds is not None and seconds >= self.eager_seconds:
+            self.use_compiled = False  # compiled is not faster here: back to eager for the rest
+
+    def _compile_pays(self) -> bool:
+        if self.num_points is None or self.eager_seconds is None:
+            return False
+        threshold = (
+            CACHED_COMPILE_PAYS_SECONDS
+            if self.point_model.has_compiled(self.loss_fn, self.accuracy)
+            else COMPILE_PAYS_SECONDS
+        )
+        return self.eager_seconds * (self.num_points - 2) >= threshold
