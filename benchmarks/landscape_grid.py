@@ -205,9 +205,8 @@ def end_to_end(args: argparse.Namespace) -> None:
         loop_times.append(loop_per_point()[0])
     loop_grid_seconds = statistics.median(loop_times) * points
     difference = float(np.abs(result[: loop_rows.size] - reference).max())
-    print(
-        f"loop: {1e3 * statistics.median(loop_times):.3f} ms/point (runs {', '.join(f'{1e3 * t:.2f}' for t in loop_times)}),"
-    )
+    runs = ", ".join(f"{1e3 * seconds:.2f}" for seconds in loop_times)
+    print(f"loop: {1e3 * statistics.median(loop_times):.3f} ms/point (runs {runs}),")
     print(f"  {loop_grid_seconds:.1f} s for the grid (extrapolated)")
     for name, seconds in zip(("default, first call", "default, second call"), calls, strict=True):
         print(f"{name}: {seconds:.1f} s = {loop_grid_seconds / seconds:.2f}x the loop's speed")
