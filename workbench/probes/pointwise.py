@@ -78,9 +78,12 @@ class PointModel:
         theirs = {name: value.shape for name, value in model.state_dict(keep_vars=True).items()}
         return ours == theirs
 
-    def sync(self, model: torch.nn.Module) -> None:
-        """Copy every parameter and buffer value of ``model`` into the copy (a point's parameters then replace the
-        perturbed ones)."""
+    def sync(self) -> None:
+        """Copy every parameter and buffer value of the user's model into the copy (a point's parameters then
+        replace the perturbed ones)."""
+        model = self.source()
+        if model is None:
+            raise RuntimeError("the model this copy was made from no longer exists")
         theirs = model.state_dict(keep_vars=True)
         ours = self.copy.state_dict(keep_vars=True)
         with torch.no_grad():
@@ -137,8 +140,8 @@ _CACHE_LOCK = threading.Lock()
 
 
 def point_model_for(model: torch.nn.Module, names: Sequence[str], inputs: torch.Tensor) -> PointModel | None:
-    """The cached private copy of ``model`` (made or remade when its structure changed), its values synced; None
-    when the model cannot be deep-copied (then the caller evaluates functionally)."""
+    """The cached private copy of ``model`` (made or remade when its structure changed); None when the model cannot
+    be deep-copied (then the caller evaluates functionally). ``pointwise_losses`` syncs its values first."""
     channels_last = inputs.dim() == 4 and inputs.device.type == "cpu"
     with _CACHE_LOCK:
         cached = _CACHE.get(model)
@@ -148,7 +151,6 @@ def point_model_for(model: torch.nn.Module, names: Sequence[str], inputs: torch.
             except (TypeError, RuntimeError, copy.Error):
                 return None
             _CACHE[model] = cached
-    cached.sync(model)
     return cached
 
 
@@ -165,7 +167,7 @@ def pointwise_losses(
     """Loss and fraction correct (size-weighted over ``batches``) at every flat point ``(n,)`` of ``points``.
 
     Args:
-        point_model: the private copy (from ``point_model_for``), used under its lock.
+        point_model: the private copy (from ``point_model_for``), synced with the model and used under its lock.
         points: flat parameter vectors θ + δ, one per point.
         torch_compile: True compiles, False never does, None chooses (see the module docstring).
         num_points: how many points ``points`` holds, for the automatic choice (None: never compile by itself).
@@ -178,6 +180,7 @@ def pointwise_losses(
     losses: list[torch.Tensor] = []
     corrects: list[torch.Tensor] = []
     with point_model.lock, torch.no_grad():
+        point_model.sync()
         eager = point_model.metrics(loss_fn, accuracy, compiled=False)
         choice = _Choice(point_model, loss_fn, accuracy, torch_compile, num_points)
         for index, point in enumerate(points):
