@@ -14,6 +14,9 @@ Part 2 (refresh study): along a SAM trajectory, every refresh rule is run every 
 batch, warm-started from its own previous vector, and compared with v1 from ``top_eigenpairs`` (tolerance 1e-5)
 on the same batch's Hessian: misalignment 1 − |cos∠(v, v1)| and the relative error of λ.
 
+Part 1b (``--part paired``): each eigenvector method against SAM with their steps alternating one by one, over
+two refresh periods per repeat, so that both see the same load; the most robust ratio on a shared machine.
+
 ``--workload mnist1d`` or ``cifar-shaped`` times the steps on the shared benchmark workloads
 (``benchmarks/workloads.py``, batch 128) instead of this script's own CNN on random images.
 
@@ -98,6 +101,13 @@ OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int | str], i
     "X-SAM (freq 10)": (XSAM, {"refresh": "power", "freq": 10}, WINDOW),
     "X-SAM (freq 5, ritz 4: default)": (XSAM, {}, WINDOW),
 }
+TRACKING = (EigenSAM, XSAM)
+#: The steps alone, without refreshes (v set once at random), for the paired comparison.
+NO_REFRESH = 10**9
+STEPS_ONLY: dict[str, tuple[type[SharpnessAware], dict[str, int | str]]] = {
+    "Eigen-SAM step alone (v given, no refresh)": (EigenSAM, {"freq": NO_REFRESH}),
+    "X-SAM step alone (v given, no refresh)": (XSAM, {"freq": NO_REFRESH}),
+}
 
 
 def build_step(
@@ -174,6 +184,46 @@ def _rule(kwargs: dict[str, int | str]) -> tuple[str, int]:
     return rule, int(kwargs.get("power_iters", DEFAULT_PRODUCTS[rule]))
 
 
+def measure_paired(repeats: int, workload: str) -> None:
+    """Each eigenvector method against SAM, one step of each in turn, so both see the same load.
+
+    A repeat spans two refresh periods of the method (its refreshes included) and the same number of SAM steps,
+    alternating step by step; its ratio is the method's summed CPU time over SAM's. Printed: median and spread.
+    The "step alone" rows (v set at random, never refreshed; windows of 20 steps) give what a step costs beyond
+    SAM's without any refresh.
+    """
+    torch.manual_seed(0)
+    if workload == "small-cnn":
+        template, batch = SmallCNN(), make_batch(0)
+    else:
+        shared = make_workload(workload)
+        template, batch = shared.model, shared.batch(BATCH, seed=0)
+    sam_step, _ = build_step(template, batch, SAM, {})
+    print(f"\nPaired: {repeats} repeats of two refresh periods each, alternating with SAM step by step")
+    print(f"{'optimizer':44s} {'× SAM median':>12s} {'spread':>15s}")
+    cases = {name: (factory, kwargs) for name, (factory, kwargs, _) in OPTIMIZERS.items() if factory in TRACKING}
+    for name, (factory, kwargs) in {**cases, **STEPS_ONLY}.items():
+        step, optimizer = build_step(template, batch, factory, kwargs)
+        period = optimizer.tracker.freq if optimizer.tracker.freq < NO_REFRESH else WINDOW
+        if optimizer.tracker.freq == NO_REFRESH:
+            numel = sum(p.numel() for p in template.parameters())
+            optimizer.tracker.set_vector(torch.randn(numel, generator=torch.Generator().manual_seed(1)))
+        for _ in range(period):  # past the first (cold) refresh
+            step()
+            sam_step()
+        ratios = []
+        for _ in range(repeats):
+            ours = sam = 0.0
+            for _ in range(2 * period):
+                start = time.process_time()
+                step()
+                middle = time.process_time()
+                sam_step()
+                ours, sam = ours + middle - start, sam + time.process_time() - middle
+            ratios.append(ours / sam)
+        print(f"{name:44s} {statistics.median(ratios):12.3f} {min(ratios):7.3f}-{max(ratios):.3f}")
+
+
 # -- part 2: refresh study ------------------------------------------------------------------------------------
 
 
@@ -241,7 +291,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after the warm-up round")
     parser.add_argument("--study-freqs", default="5,20", help="refresh periods of the study, comma-separated")
     parser.add_argument("--study-refreshes", type=int, default=12, help="refreshes per study period")
-    parser.add_argument("--part", choices=("all", "overhead", "study"), default="all", help="which part to run")
+    parser.add_argument(
+        "--part", choices=("all", "overhead", "paired", "study"), default="all", help="which part to run"
+    )
+    parser.add_argument("--paired-repeats", type=int, default=5, help="repeats of the paired comparison")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2-step windows, short study")
     parser.add_argument(
         "--workload",
@@ -256,6 +309,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, CPU")
     if args.part in ("all", "overhead"):
         measure_overhead(args.rounds, args.quick, args.workload)
+    if args.part in ("all", "paired"):
+        measure_paired(1 if args.quick else args.paired_repeats, args.workload)
     if args.part in ("all", "study"):
         for freq in (int(value) for value in args.study_freqs.split(",")):
             refresh_study(freq, args.study_refreshes)
