@@ -42,7 +42,7 @@ class PointModel:
     Args:
         model: the user's model (copied with ``copy.deepcopy``; never modified).
         names: the qualified names of the parameters a point sets, in the order of its flat vector.
-        channels_last: convert the copy to channels-last layout (inputs follow in ``metrics``).
+        channels_last: convert the copy to channels-last layout (``prepare`` converts the inputs).
     """
 
     def __init__(self, model: torch.nn.Module, names: Sequence[str], channels_last: bool) -> None:
@@ -97,7 +97,8 @@ class PointModel:
             torch._foreach_copy_(*self._copied)
 
     def metrics(self, loss_fn: LossFn, accuracy: bool, *, compiled: bool) -> PointMetrics:
-        """The loss (and fraction correct) of the copy at its current parameters, eager or compiled (cached)."""
+        """The loss (and fraction correct) of the copy at its current parameters, for a batch from ``prepare``; eager
+        or compiled (cached)."""
         eager = self._eager_metrics(loss_fn, accuracy)
         if not compiled:
             return eager
@@ -110,12 +111,17 @@ class PointModel:
         """Whether a compiled forward for this loss and accuracy flag is cached."""
         return (loss_fn, accuracy) in self._compiled
 
+    def prepare(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch in the layout the copy expects (channels-last images when the copy is channels-last)."""
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, targets
+
     def _eager_metrics(self, loss_fn: LossFn, accuracy: bool) -> PointMetrics:
         network = self.copy
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
 
         def metrics(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            outputs = network(inputs.contiguous(memory_format=layout) if inputs.dim() == 4 else inputs)
+            outputs = network(inputs)
             loss = loss_fn(outputs, targets)
             if not accuracy:
                 return loss, loss
@@ -176,7 +182,7 @@ def pointwise_losses(
         ``(losses, accuracies)``: float64 CPU tensors ``(m,)`` (accuracies zero unless ``accuracy``).
     """
     device = point_model.targets[0].device
-    on_device = [(batch.weight, *batch_on_device(batch, device)) for batch in batches]
+    on_device = [(batch.weight, *point_model.prepare(*batch_on_device(batch, device))) for batch in batches]
     losses: list[torch.Tensor] = []
     corrects: list[torch.Tensor] = []
     with point_model.lock, torch.no_grad():
