@@ -51,6 +51,8 @@ class EigenTracker:
 
     Host synchronisation: a power refresh copies nothing to the host (the eigenvalue stays a device tensor,
     ``eigenvalue_tensor``, until ``eigenvalue`` is read); a Ritz refresh copies its small projected matrices once.
+    Memory while refreshing (beyond the gradient graph both keep): a Ritz refresh with m products holds 2m flat
+    vectors (its basis and their products), power iteration two.
 
     Args:
         freq: refresh period in steps, ≥ 1.
