@@ -1,9 +1,10 @@
 """Workbench's SAM step against a minimal two-pass SAM loop written here: time, peak memory and host reads.
 
 Both train their own copy of the same model on the same batch with the same base optimizer (SGD, momentum 0.9,
-weight decay 5e-4), alternating in rounds (CPU time of this process, one torch thread; medians of the per-round
-ratios). The minimal loop is what a researcher writes by hand (davda54/sam's step without its classes): gradient,
-ε = ρ·g/‖g‖ added in place with θ saved, second gradient, θ restored, base step.
+weight decay 5e-4), one step of each in turn (CPU time of this process, one torch thread; medians of the per-round
+ratios, a round being ``--window`` steps of each). The minimal loop is what a researcher writes by hand
+(davda54/sam's step without its classes): gradient, ε = ρ·g/‖g‖ added in place with θ saved, second gradient, θ
+restored, base step.
 
 Peak memory: the largest amount of tensor memory alive during one step beyond what was alive before it, from the
 profiler's allocation records (CPU), in bytes and in copies of the parameters. Host reads: the operations that
@@ -142,15 +143,18 @@ def main() -> None:
     seconds: dict[str, list[float]] = {name: [] for name in steps}
     own: dict[str, list[float]] = {name: [] for name in steps}  # outside the forward/backward passes
     for round_index in range(args.rounds + 1):
-        for name, (step, clock) in steps.items():
+        totals = dict.fromkeys(steps, 0.0)
+        for clock in (clock for _, clock in steps.values()):
             clock.seconds = 0.0
-            start = time.process_time()
-            for _ in range(args.window):
+        for _ in range(args.window):  # one step of each contender in turn: all see the same load
+            for name, (step, _) in steps.items():
+                start = time.process_time()
                 step()
-            if round_index:
-                total = time.process_time() - start
-                seconds[name].append(total / args.window)
-                own[name].append((total - clock.seconds) / args.window)
+                totals[name] += time.process_time() - start
+        if round_index:
+            for name, (_, clock) in steps.items():
+                seconds[name].append(totals[name] / args.window)
+                own[name].append((totals[name] - clock.seconds) / args.window)
     reference = seconds["minimal loop"]
     copy_bytes = 4 * params
     peaks = {name: statistics.median(peak_tensor_bytes(step) for _ in range(3)) for name, (step, _) in steps.items()}
