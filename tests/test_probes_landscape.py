@@ -161,26 +161,38 @@ def test_point_by_point_copy_is_cached_follows_the_model_and_leaves_it_untouched
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_automatic_compilation_when_it_pays_and_not_otherwise(cnn, monkeypatch):
     model, batches, d1, d2 = cnn
+    pointwise._CACHE.pop(model, None)  # no compiled forward or timings from earlier tests
     grid = np.linspace(-1, 1, 3)
     eager = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False, torch_compile=False)
     automatic = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
     assert not pointwise._CACHE[model].has_compiled(F.cross_entropy, False)  # 9 tiny points: never worth it
     np.testing.assert_array_equal(automatic.loss, eager.loss)
     monkeypatch.setattr(pointwise, "COMPILE_PAYS_SECONDS", 0.0)
+    pointwise._CACHE[model].timings.clear()  # the 9-point verdict above would otherwise stand
     compiled = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
     assert pointwise._CACHE[model].has_compiled(F.cross_entropy, False)
     np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-10)
 
 
-def test_compiled_evaluation_is_dropped_when_not_faster():
-    choice = pointwise._Choice.__new__(pointwise._Choice)
-    choice.fixed, choice.eager_seconds, choice.use_compiled = None, None, True
-    choice.observe(1, 0.010)
-    choice.observe(3, 0.012)
-    assert not choice.use_compiled
-    choice.use_compiled = True
-    choice.observe(3, 0.004)
-    assert choice.use_compiled
+def test_compiled_evaluation_is_dropped_when_not_faster_and_the_verdict_is_kept(cnn, monkeypatch):
+    """Compiled points timed slower than eager ones: back to eager for the rest, and for the next slice at once."""
+    model, batches, d1, d2 = cnn
+    pointwise._CACHE.pop(model, None)  # no timings from earlier tests
+    grid = np.linspace(-1, 1, 4)
+    monkeypatch.setattr(pointwise, "COMPILE_PAYS_SECONDS", 0.0)
+    original = pointwise._Choice.observe
+
+    def slow_compiled(choice, index, seconds):  # pretend every compiled point took a second
+        original(choice, index, 1.0 if choice.use_compiled else seconds)
+
+    monkeypatch.setattr(pointwise._Choice, "observe", slow_compiled)
+    first = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    timings = pointwise._CACHE[model].timings[(F.cross_entropy, False)]
+    assert timings["compiled"] == 1.0 > timings["eager"]
+    choice = pointwise._Choice(pointwise._CACHE[model], F.cross_entropy, False, None, 16)
+    assert choice.fixed is False and not choice.use_compiled  # decided: eager, no more timing
+    again = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    np.testing.assert_allclose(again.loss, first.loss, rtol=1e-10)
 
 
 def test_a_model_that_cannot_be_copied_is_evaluated_functionally(cnn):

@@ -6,11 +6,12 @@ re-parametrisation as ``torch.func.functional_call`` does, and (for images on a 
 layout, which avoids PyTorch's slow NCHW max-pooling. The user's model is never touched. Its compiled forward
 (``torch.compile``) is cached with it, so a second slice of the same model does not compile again.
 
-``pointwise_losses`` chooses eager or compiled evaluation when not told: it times one eager point and compiles when
-the remaining points would take longer eagerly than ``COMPILE_PAYS_SECONDS`` (a compilation costs 4-16 s on a
-CPU and then runs 3-6× faster per point, benchmarks/RESULTS.md "Landscape grid"), or ``CACHED_COMPILE_PAYS_SECONDS``
-when a compiled forward is already cached; after compiling it times a compiled point and falls back to eager
-evaluation if that is not faster.
+``pointwise_losses`` chooses eager or compiled evaluation when not told: it times eager points and compiles when
+the remaining points would take longer eagerly than ``COMPILE_PAYS_SECONDS`` (a compilation cost 4-17 CPU seconds
+on the benchmark CPU and then ran 3-4× faster per point than the eager copy, benchmarks/RESULTS.md), or
+``CACHED_COMPILE_PAYS_SECONDS`` when a compiled forward is already cached; after compiling it times compiled
+points and falls back to eager evaluation if they are not faster. The timings stay with the private copy for the
+next slice of the same model.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class PointModel:
                     self._copied[1].append(view)
         self.lock = threading.Lock()
         self._compiled: dict[tuple[LossFn, bool], PointMetrics] = {}
+        #: (loss_fn, accuracy) -> seconds per point measured by the automatic choice: "eager", "compiled".
+        self.timings: dict[tuple[LossFn, bool], dict[str, float]] = {}
 
     def matches(self, model: torch.nn.Module, names: Sequence[str], channels_last: bool) -> bool:
         """Whether this copy still has ``model``'s structure (parameter and buffer names and shapes)."""
@@ -225,9 +228,11 @@ class _Choice:
     """Eager or compiled, per point: the user's choice, or the automatic rule of the module docstring.
 
     Automatic (on a CPU; elsewhere eager unless told, as asynchronous GPU timings need synchronisation and the
-    rule was not measured there): point 0 runs eagerly (it also warms up), point 1 eagerly and timed; if the
-    remaining points would take long enough, point 2 compiles and runs, point 3 runs compiled and timed, and
-    evaluation stays compiled only if point 3 was faster than point 1.
+    rule was not measured there): points 0-2 run eagerly, 1 and 2 timed (the faster counts: load only slows a
+    point down); if the remaining points would take long enough eagerly, point 3 compiles and runs, points 4 and 5
+    run compiled and timed, and evaluation stays compiled only if that was faster. Both timings are kept with the
+    private copy, so the next slice of the same model starts compiled at once, or never compiles, without timing
+    again.
     """
 
     def __init__(
@@ -238,37 +243,39 @@ class _Choice:
         torch_compile: bool | None,
         num_points: int | None,
     ) -> None:
-        self.point_model, self.loss_fn, self.accuracy = point_model, loss_fn, accuracy
+        self.point_model, self.key = point_model, (loss_fn, accuracy)
         on_cpu = point_model.targets[0].device.type == "cpu"
         self.fixed = torch_compile if torch_compile is not None or on_cpu else False  # timed on a CPU only
         self.num_points = num_points
-        self.compiled: PointMetrics | None = None
-        self.eager_seconds: float | None = None
-        self.use_compiled = False
-        if torch_compile:
-            self.compiled = point_model.metrics(loss_fn, accuracy, compiled=True)
-            self.use_compiled = True
+        self.timings = point_model.timings.setdefault(self.key, {})
+        self.use_compiled = bool(torch_compile)
+        if self.fixed is None and self._decided():
+            self.use_compiled = self.timings["compiled"] < self.timings["eager"] and self._pays(0)
+            self.fixed = self.use_compiled  # nothing left to time
+        self.compiled = point_model.metrics(loss_fn, accuracy, compiled=True) if self.use_compiled else None
 
     def metrics(self, index: int, eager: PointMetrics) -> PointMetrics:
-        if self.fixed is None and index == 2 and self._compile_pays():
-            self.compiled = self.point_model.metrics(self.loss_fn, self.accuracy, compiled=True)
+        if self.fixed is None and index == 3 and self._pays(3):
+            self.compiled = self.point_model.metrics(*self.key, compiled=True)
             self.use_compiled = True
         return self.compiled if self.use_compiled and self.compiled is not None else eager
 
     def observe(self, index: int, seconds: float) -> None:
         if self.fixed is not None:
             return
-        if index == 1:
-            self.eager_seconds = seconds
-        elif index == 3 and self.use_compiled and self.eager_seconds is not None and seconds >= self.eager_seconds:
+        kind = "eager" if index in (1, 2) else "compiled" if index in (4, 5) and self.use_compiled else None
+        if kind is not None:
+            self.timings[kind] = min(seconds, self.timings.get(kind, seconds))
+        if index == 5 and self.use_compiled and self.timings["compiled"] >= self.timings["eager"]:
             self.use_compiled = False  # compiled is not faster here: back to eager for the rest
 
-    def _compile_pays(self) -> bool:
-        if self.num_points is None or self.eager_seconds is None:
+    def _decided(self) -> bool:
+        return "eager" in self.timings and "compiled" in self.timings
+
+    def _pays(self, done: int) -> bool:
+        """Whether the points after the first ``done`` would take long enough eagerly to repay compiling."""
+        if self.num_points is None or "eager" not in self.timings:
             return False
-        threshold = (
-            CACHED_COMPILE_PAYS_SECONDS
-            if self.point_model.has_compiled(self.loss_fn, self.accuracy)
-            else COMPILE_PAYS_SECONDS
-        )
-        return self.eager_seconds * (self.num_points - 2) >= threshold
+        cached = self.point_model.has_compiled(*self.key)
+        threshold = CACHED_COMPILE_PAYS_SECONDS if cached else COMPILE_PAYS_SECONDS
+        return self.timings["eager"] * (self.num_points - done) >= threshold
