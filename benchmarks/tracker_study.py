@@ -54,7 +54,9 @@ def power_rule(products: int) -> Rule:
 
 
 def ritz_rule(products: int, starts: int) -> Rule:
-    """Rayleigh–Ritz on ``starts`` previous Ritz vectors plus the Krylov vectors of the first (one free step)."""
+    """``refresh="ritz"``: Rayleigh–Ritz on ``starts`` previous Ritz vectors (one: Lanczos from the previous v, the
+    tracker's rule; two: also the previous second Ritz vector) plus the Krylov vectors of the first, and the free
+    power step."""
 
     def refresh(op: SymmetricOperator, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, float]:
         init = None if previous is None else previous[:starts]
@@ -68,12 +70,12 @@ RULES: dict[str, tuple[Rule, int]] = {  # name: (rule, products per refresh)
     "power 5 (published)": (power_rule(5), 5),
     "power 3": (power_rule(3), 3),
     "power 2": (power_rule(2), 2),
-    "lanczos 2 + step": (ritz_rule(2, 1), 2),
-    "lanczos 3 + step": (ritz_rule(3, 1), 3),
-    "lanczos 4 + step": (ritz_rule(4, 1), 4),
-    "block 2 + step": (ritz_rule(2, 2), 2),
-    "block 3 + step": (ritz_rule(3, 2), 3),
-    "block 4 + step": (ritz_rule(4, 2), 4),
+    "ritz 2": (ritz_rule(2, 1), 2),
+    "ritz 3": (ritz_rule(3, 1), 3),
+    "ritz 4 (default)": (ritz_rule(4, 1), 4),
+    "ritz 2, two starts": (ritz_rule(2, 2), 2),
+    "ritz 3, two starts": (ritz_rule(3, 2), 3),
+    "ritz 4, two starts": (ritz_rule(4, 2), 4),
 }
 
 
