@@ -15,7 +15,6 @@ from workbench.curvature import EigenResult
 from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
 from workbench.optim.record import NORM_NAMES, TRACKING_NAMES, StepRecord
-from workbench.optim.rules import angle_degrees, cosine
 from workbench.optim.tracker import EigenTracker
 from workbench.optim.train_mode_guard import forbid_train_mode
 from workbench.optim.wrapped import Closure, WrappedOptimizer
@@ -149,7 +148,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         if self.refresh_due:
             self.refresh_eigenvector(closure)
         loss = self._run_closure(closure)
-        self.first_step(zero_grad=True)
+        self.first_step()  # the next closure run zeroes the gradients
         self._run_closure(closure)
         self.second_step()
         return loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -287,30 +286,40 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         eigenvector: torch.Tensor | None,
         sign: torch.Tensor | None,
     ) -> StepRecord:
-        norms = [ascent.gradient.norm(), perturbation.norm(), adversarial.norm()]
+        norms = torch.stack([ascent.gradient.norm(), perturbation.norm(), adversarial.norm()])
         tracker = self.tracker
         if tracker is None:
             values, names = norms, NORM_NAMES
         elif eigenvector is None or sign is None:
-            values = [*norms, *[torch.full_like(norms[0], math.nan)] * 5, tracker.eigenvalue_tensor(norms[0])]
-            names = TRACKING_NAMES
+            missing = torch.full((5,), math.nan, dtype=norms.dtype, device=norms.device)
+            values, names = torch.cat([norms, missing, tracker.eigenvalue_tensor(norms)[None]]), TRACKING_NAMES
         else:
-            values = [
-                *norms,
-                cosine(perturbation, eigenvector),
-                angle_degrees(ascent.gradient, eigenvector),
-                angle_degrees(adversarial, eigenvector),
-                angle_degrees(direction, eigenvector),
-                sign.to(norms[0].dtype),
-                tracker.eigenvalue_tensor(norms[0]),
-            ]
+            angles = _angles(norms, perturbation, ascent.gradient, adversarial, direction, eigenvector)
+            values = torch.cat([norms, angles, sign.to(norms.dtype)[None], tracker.eigenvalue_tensor(norms)[None]])
             names = TRACKING_NAMES
         return StepRecord(
             step=self.step_count,
             refreshed=ascent.refreshed,
             gradient=ascent.gradient,
             perturbation=perturbation,
-            scalar_values=torch.stack(values),
+            scalar_values=values,
             scalar_names=names,
             tracking=tracker is not None,
         )
+
+
+def _angles(
+    norms: torch.Tensor,
+    perturbation: torch.Tensor,
+    gradient: torch.Tensor,
+    adversarial: torch.Tensor,
+    direction: torch.Tensor,
+    eigenvector: torch.Tensor,
+) -> torch.Tensor:
+    """cos∠(ε, v) and the angles ∠(g, v), ∠(g_adv, v), ∠(d, v) in degrees, ``(4,)``, from ``norms`` = (‖g‖, ‖ε‖,
+    ‖g_adv‖): the formulas of ``rules.cosine`` and ``rules.angle_degrees``, with each norm taken once."""
+    direction_norm = norms[2] if direction is adversarial else direction.norm()
+    lengths = torch.stack([norms[1], norms[0], norms[2], direction_norm]) * eigenvector.norm()
+    dots = torch.stack([torch.dot(vector, eigenvector) for vector in (perturbation, gradient, adversarial, direction)])
+    cosines = torch.where(lengths > 0, dots / lengths, torch.full_like(dots, math.nan))
+    return torch.cat([cosines[:1], torch.rad2deg(torch.arccos(cosines[1:].clamp(-1.0, 1.0)))])
