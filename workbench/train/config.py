@@ -35,10 +35,12 @@ class TrainConfig:
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
     their own options, or ``None`` when the Trainer is given a user's own model and data (it records them so).
     The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
-    ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
-    field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
-    and setting one the optimizer does not take is an error. ``rho_schedule="lr"`` moves ρ with the learning rate
-    (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs.
+    ``alpha``, ``freq``, ``power_iters``, ``refresh``, ``eta``, ``normalize_direction``, ``angle_gate``,
+    ``orientation``: one field per option any registered optimizer takes) default to the optimizer's paper values
+    when left ``None`` (``refresh``: to the Rayleigh–Ritz estimate, measured better than the published power
+    iteration; see ``workbench.optim.EigenTracker``), and setting one the optimizer does not take is an error.
+    ``rho_schedule="lr"`` moves ρ with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps``
+    optimizer steps if given, else ``epochs`` epochs.
     Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles, weight and logit norms) run every
     ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns
     them off. Two opt-in probes ride on the same schedule: ``probe_mechanism`` (∇λ1 and the step decomposition,
@@ -58,6 +60,7 @@ class TrainConfig:
     alpha: float | None = _optimizer_option()
     freq: int | None = _optimizer_option()
     power_iters: int | None = _optimizer_option()
+    refresh: str | None = _optimizer_option()
     eta: float | None = _optimizer_option()
     normalize_direction: bool | None = _optimizer_option()
     angle_gate: bool | None = _optimizer_option()
