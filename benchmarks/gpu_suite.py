@@ -9,7 +9,8 @@ Sections (each timed with the device synchronised; medians of repeats):
    tight Lanczos reference.
 2. Optimizer steps on ResNet-18 (batch 256), float32 and bfloat16 autocast: SGD, a minimal two-pass SAM loop
    written here, SAM, Eigen-SAM (freq 100) and X-SAM (freq 5) with the default and the published refresh: ms per
-   step, ratio to SAM, peak memory per step, and host reads per step (``HostSyncCounter``).
+   step, ratio to SAM, peak memory per step, and host reads per step (``HostSyncCounter``). Under autocast the
+   eigenvector refresh runs in float32 (``refresh_closure``), as ``Trainer`` runs it with ``amp="bf16"``.
 3. Landscape slices: a 51×51 slice of the CIFAR-shaped CNN of ``benchmarks/landscape_grid.py`` by the in-place
    loop, the library's default call, point by point, vmap, and their compiled forms.
 4. Training: one shortened CIFAR-shaped epoch (learnable synthetic images) per optimizer through ``Trainer``,
@@ -294,7 +295,12 @@ def steps_section(size: Size, device: torch.device) -> list[str]:
                 loss.backward()
                 return loss
 
-            step, optimizer = _stepper(model, closure, factory, options)
+            def float32_closure(model: nn.Module = model) -> torch.Tensor:  # the refresh, as the Trainer runs it
+                loss = F.cross_entropy(model(inputs), targets)
+                loss.backward()
+                return loss
+
+            step, optimizer = _stepper(model, closure, float32_closure, factory, options)
             for _ in range(window):  # warm-up: past the first refresh
                 step()
             seconds = statistics.median(
@@ -311,8 +317,14 @@ def steps_section(size: Size, device: torch.device) -> list[str]:
 
 
 def _stepper(
-    model: nn.Module, closure: Callable[[], torch.Tensor], factory: object, options: dict
+    model: nn.Module,
+    closure: Callable[[], torch.Tensor],
+    refresh_closure: Callable[[], torch.Tensor],
+    factory: object,
+    options: dict,
 ) -> tuple[Callable[[], None], torch.optim.Optimizer | None]:
+    """One training step of ``factory`` (None: plain SGD; "minimal": the minimal SAM loop; else a workbench
+    optimizer class, whose eigenvector refresh runs ``refresh_closure``: float32 under autocast, as in ``Trainer``)."""
     if factory is None:
         sgd = torch.optim.SGD(model.parameters(), **BASE)
 
@@ -325,7 +337,7 @@ def _stepper(
     if factory == "minimal":
         return minimal_sam(model, closure), None
     optimizer = factory(model.parameters(), model=model, **options, **BASE)
-    return lambda: optimizer.step(closure), optimizer
+    return lambda: optimizer.step(closure, refresh_closure=refresh_closure), optimizer
 
 
 def _peak_mib(step: Callable[[], None], device: torch.device) -> float:
