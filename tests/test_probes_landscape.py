@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from workbench.losses import BatchLoss, accuracy_of, batch_loss
 from workbench.modes import eval_mode
 from workbench.params import unflatten
 from workbench.probes import loss_slice_1d, loss_slice_2d, pointwise, random_filter_normalized_direction
@@ -158,6 +159,36 @@ def test_point_by_point_copy_is_cached_follows_the_model_and_leaves_it_untouched
             model.head.weight.copy_(saved)
 
 
+class _DictImageLoss(BatchLoss):
+    """A (model, batch) loss on dict batches of images, with its own accuracy."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda model, batch: F.cross_entropy(model(batch["image"]), batch["label"]), "dict")
+
+    def loss_and_accuracy(self, model, batch):
+        outputs = model(batch["image"])
+        return F.cross_entropy(outputs, batch["label"]), accuracy_of(outputs, batch["label"])
+
+
+def test_point_by_point_takes_any_batch_structure_and_the_loss_accuracy(cnn):
+    """Dict batches of images through a BatchLoss: the private copy (channels-last on a CPU) gives the naive loop's
+    loss and accuracy; a loss that cannot score its outputs gets main's accuracy message on this path too."""
+    model, batches, d1, d2 = cnn
+    dicts = [{"image": inputs, "label": targets} for inputs, targets in batches]
+    grid = np.linspace(-1, 1, 3)
+    result = loss_slice_2d(model, _DictImageLoss(), dicts, d1, d2, grid, grid, accuracy=True, vectorize=False)
+    assert pointwise._CACHE[model].channels_last
+    for i, y in enumerate(grid):
+        for j, x in enumerate(grid):
+            loss, accuracy = _naive_metrics(model, batches, x * d1 + y * d2)
+            assert result.loss[i, j] == pytest.approx(loss, rel=1e-12)
+            assert result.accuracy[i, j] == pytest.approx(accuracy, abs=1e-12)
+    no_accuracy = batch_loss(lambda model, batch: F.cross_entropy(model(batch["image"]), batch["label"]))
+    message = r"accuracy=True needs an \(outputs, targets\) loss.*got \{'image': Tensor\(9, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=message):
+        loss_slice_1d(model, no_accuracy, dicts, d1, [0.0], accuracy=True, vectorize=False)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_automatic_compilation_when_it_pays_and_not_otherwise(cnn, monkeypatch):
     model, batches, d1, d2 = cnn
@@ -170,7 +201,8 @@ def test_automatic_compilation_when_it_pays_and_not_otherwise(cnn, monkeypatch):
     monkeypatch.setattr(pointwise, "COMPILE_PAYS_SECONDS", 0.0)
     pointwise._CACHE[model].timings.clear()  # the 9-point verdict above would otherwise stand
     compiled = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
-    assert pointwise._CACHE[model].has_compiled(F.cross_entropy, False)
+    assert pointwise._CACHE[model].has_compiled(F.cross_entropy, False)  # each call wraps the function anew
+    assert not pointwise._CACHE[model].has_compiled(batch_loss(F.cross_entropy), False)  # another loss form
     np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-10)
 
 
