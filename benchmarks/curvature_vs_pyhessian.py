@@ -134,7 +134,8 @@ def run_pyhessian(case: Case, k: int, tol: float, max_iter: int) -> tuple[Run, n
     torch.manual_seed(0)
 
     def solve() -> list[float]:
-        engine = module.hessian(case.model, F.cross_entropy, data=(case.inputs, case.targets), cuda=False)
+        data = (case.inputs, case.targets)
+        engine = module.hessian(case.model, F.cross_entropy, data=data, cuda=case.inputs.is_cuda)
         values, _ = engine.eigenvalues(maxIter=max_iter, tol=tol, top_n=k)
         return values
 

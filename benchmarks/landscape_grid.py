@@ -7,15 +7,26 @@ one grid row (which includes vmap's set-up and, with ``--compile``, the compilat
 
 * ``digits``: sklearn's 8×8 digits (ships with scikit-learn), 1×8×8 images: little work per forward pass.
 * ``cifar-shaped``: random 3×32×32 images: a forward pass that is compute- and memory-bound on a CPU.
+* ``digits-mlp``: the same digits, flattened, through an MLP 64-128-128-10 (26,122 parameters).
+
+``--end-to-end`` instead times ``loss_slice_2d`` with its default arguments over the whole grid in a fresh
+process, its first call included (the automatic choice, and ``torch.compile``'s compilation where it chooses to
+compile, with an empty inductor cache unless ``--warm-inductor-cache``), then a second call (the compiled forward
+cached in the process), against the loop timed on ``--loop-rows`` rows before and after (per-point cost does not
+depend on the row) and extrapolated to the grid; in CPU seconds, compilers included (see ``end_to_end``).
 
 Example:
     python benchmarks/landscape_grid.py --data digits --chunk-sizes 4 16 64 --compile --repeats 3
+    python benchmarks/landscape_grid.py --data cifar-shaped --end-to-end --loop-rows 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -46,6 +57,13 @@ class SmallCNN(nn.Module):
 def make_workload(kind: str, batch: int, seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """The model (BatchNorm statistics set by a few train-mode passes) and one batch of inputs and labels."""
     generator = torch.Generator().manual_seed(seed)
+    if kind == "digits-mlp":
+        digits = load_digits()
+        pick = torch.randperm(len(digits.target), generator=generator)[:batch]
+        inputs = torch.tensor(digits.data[pick.numpy()], dtype=torch.float32) / 16.0
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
+        return model.eval(), inputs, torch.tensor(digits.target[pick.numpy()])
     if kind == "digits":
         digits = load_digits()
         pick = torch.randperm(len(digits.target), generator=generator)[:batch]
@@ -82,7 +100,7 @@ def loop_grid(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, d1,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", choices=["digits", "cifar-shaped"], default="digits")
+    parser.add_argument("--data", choices=["digits", "cifar-shaped", "digits-mlp"], default="digits")
     parser.add_argument("--grid", type=int, default=51, help="points per axis")
     parser.add_argument("--rows", type=int, default=None, help="evaluate only the first ROWS rows of the grid")
     parser.add_argument("--batch", type=int, default=256, help="images in the batch")
@@ -92,8 +110,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--end-to-end", action="store_true", help="time the default call, first call included")
+    parser.add_argument("--loop-rows", type=int, default=3, help="rows the loop is timed on with --end-to-end")
+    parser.add_argument("--warm-inductor-cache", action="store_true", help="keep torch.compile's on-disk cache")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.end_to_end:
+        end_to_end(args)
+        return
 
     model, inputs, targets = make_workload(args.data, args.batch, args.seed)
     if args.channels_last:
@@ -147,6 +171,59 @@ def main() -> None:
             f"{name:<22} {1e3 * median / points:9.3f} {loop_median / median:8.2f}x {difference:11.2e} {warm}"
             f"   {', '.join(f'{r:.2f}' for r in runs)}"
         )
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the C++ compiler runs that torch.compile starts)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    """The default ``loss_slice_2d`` call on the whole grid, first call included, against the extrapolated loop.
+
+    Times are CPU seconds of this process plus its finished children (torch.compile runs its compilers in this
+    process here, ``compile_threads = 1``, so that they are counted), which a loaded machine disturbs far less than
+    wall-clock time; wall-clock seconds are printed too.
+    """
+    if not args.warm_inductor_cache:  # an empty on-disk cache: the first call pays the whole compilation
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    torch._inductor.config.compile_threads = 1
+    model, inputs, targets = make_workload(args.data, args.batch, args.seed)
+    d1 = random_filter_normalized_direction(model, seed=args.seed + 1)
+    d2 = random_filter_normalized_direction(model, seed=args.seed + 2)
+    xs = np.linspace(-1.0, 1.0, args.grid)
+    loop_rows = xs[: args.loop_rows]
+    points = xs.size**2
+    print(
+        f"{args.data}: {args.grid}x{args.grid} grid, batch {args.batch}, {sum(p.numel() for p in model.parameters())} "
+        f"parameters, torch {torch.__version__}, {args.threads} threads; loop timed on {loop_rows.size} rows"
+    )
+
+    def loop_per_point() -> tuple[float, np.ndarray]:
+        start = cpu_seconds()
+        grid = loop_grid(model, inputs, targets, d1, d2, xs, loop_rows)
+        return (cpu_seconds() - start) / (xs.size * loop_rows.size), grid
+
+    loop_times, reference = [], None
+    for _ in range(args.repeats):
+        seconds, reference = loop_per_point()
+        loop_times.append(seconds)
+    calls = []
+    for _ in range(2):  # first call: choice and compilation included; second: the compiled forward cached
+        start, wall = cpu_seconds(), time.perf_counter()
+        result = loss_slice_2d(model, F.cross_entropy, (inputs, targets), d1, d2, xs, xs).loss
+        calls.append((cpu_seconds() - start, time.perf_counter() - wall))
+    for _ in range(args.repeats):
+        loop_times.append(loop_per_point()[0])
+    loop_grid_seconds = statistics.median(loop_times) * points
+    difference = float(np.abs(result[: loop_rows.size] - reference).max())
+    runs = ", ".join(f"{1e3 * seconds:.2f}" for seconds in loop_times)
+    print(f"loop: {1e3 * statistics.median(loop_times):.3f} CPU ms/point (runs {runs}),")
+    print(f"  {loop_grid_seconds:.1f} CPU s for the grid (extrapolated)")
+    for name, (seconds, wall) in zip(("default, first call", "default, second call"), calls, strict=True):
+        print(f"{name}: {seconds:.1f} CPU s ({wall:.1f} s wall) = {loop_grid_seconds / seconds:.2f}x the loop's speed")
+    print(f"max |diff| from the loop on its rows: {difference:.1e}")
 
 
 if __name__ == "__main__":

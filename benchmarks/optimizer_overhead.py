@@ -14,6 +14,12 @@ Part 2 (refresh study): along a SAM trajectory, every refresh rule is run every 
 batch, warm-started from its own previous vector, and compared with v1 from ``top_eigenpairs`` (tolerance 1e-5)
 on the same batch's Hessian: misalignment 1 − |cos∠(v, v1)| and the relative error of λ.
 
+Part 1b (``--part paired``): each eigenvector method against SAM with their steps alternating one by one, over
+two refresh periods per repeat, so that both see the same load; the most robust ratio on a shared machine.
+
+``--workload mnist1d`` or ``cifar-shaped`` times the steps on the shared benchmark workloads
+(``benchmarks/workloads.py``, batch 128) instead of this script's own CNN on random images.
+
 Run: ``python benchmarks/optimizer_overhead.py`` (about an hour on a loaded 2-core machine; ``--quick``: a smoke run).
 Records: benchmarks/RESULTS.md.
 """
@@ -31,9 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.workloads import WORKLOADS, make_workload
 from workbench.curvature import HessianOperator, SymmetricOperator, power_iterate, top_eigenpairs
 from workbench.optim import SAM, XSAM, EigenSAM, SharpnessAware
 from workbench.optim.rules import cosine
+from workbench.optim.tracker import DEFAULT_PRODUCTS
 
 BATCH = 128
 CLASSES = 10
@@ -83,13 +91,22 @@ BASE = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
 WINDOW = 20  # steps per timed window, a multiple of every freq below except Eigen-SAM's (which uses 100)
 
 # name: (optimizer class or None for plain SGD, its keyword arguments, steps per timed window)
-OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int], int]] = {
+OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int | str], int]] = {
     "SGD": (None, {}, WINDOW),
     "SAM": (SAM, {}, WINDOW),
-    "Eigen-SAM (freq 100)": (EigenSAM, {}, 100),
-    "Eigen-SAM (freq 100, 3 iters)": (EigenSAM, {"power_iters": 3}, 100),
-    "X-SAM (freq 5)": (XSAM, {}, WINDOW),
-    "X-SAM (freq 10)": (XSAM, {"freq": 10}, WINDOW),
+    "Eigen-SAM (freq 100)": (EigenSAM, {"refresh": "power"}, 100),
+    "Eigen-SAM (freq 100, 3 iters)": (EigenSAM, {"refresh": "power", "power_iters": 3}, 100),
+    "Eigen-SAM (freq 100, ritz 4: default)": (EigenSAM, {}, 100),
+    "X-SAM (freq 5)": (XSAM, {"refresh": "power"}, WINDOW),
+    "X-SAM (freq 10)": (XSAM, {"refresh": "power", "freq": 10}, WINDOW),
+    "X-SAM (freq 5, ritz 4: default)": (XSAM, {}, WINDOW),
+}
+TRACKING = (EigenSAM, XSAM)
+#: The steps alone, without refreshes (v set once at random), for the paired comparison.
+NO_REFRESH = 10**9
+STEPS_ONLY: dict[str, tuple[type[SharpnessAware], dict[str, int | str]]] = {
+    "Eigen-SAM step alone (v given, no refresh)": (EigenSAM, {"freq": NO_REFRESH}),
+    "X-SAM step alone (v given, no refresh)": (XSAM, {"freq": NO_REFRESH}),
 }
 
 
@@ -112,14 +129,21 @@ def build_step(
     return lambda: optimizer.step(closure), optimizer
 
 
-def measure_overhead(rounds: int, quick: bool) -> None:
+def measure_overhead(rounds: int, quick: bool, workload: str) -> None:
     torch.manual_seed(0)
-    template, batch = SmallCNN(), make_batch(0)
+    if workload == "small-cnn":
+        template, batch = SmallCNN(), make_batch(0)
+    else:
+        shared = make_workload(workload)
+        template, batch = shared.model, shared.batch(BATCH, seed=0)
     steps = {name: build_step(template, batch, factory, kwargs) for name, (factory, kwargs, _) in OPTIMIZERS.items()}
-    budgets = sorted({kwargs.get("power_iters", 5) for factory, kwargs, _ in OPTIMIZERS.values() if factory})
-    refreshers = {iters: EigenSAM(template.parameters(), power_iters=iters, model=template) for iters in budgets}
+    budgets = sorted({_rule(kwargs) for factory, kwargs, _ in OPTIMIZERS.values() if factory})
+    refreshers = {
+        (rule, iters): EigenSAM(template.parameters(), refresh=rule, power_iters=iters, model=template)
+        for rule, iters in budgets
+    }
     seconds: dict[str, list[float]] = {name: [] for name in OPTIMIZERS}
-    refresh_seconds: dict[int, list[float]] = {iters: [] for iters in budgets}
+    refresh_seconds: dict[tuple[str, int], list[float]] = {budget: [] for budget in budgets}
     for round_index in range(rounds + 1):
         for name, (step, _) in steps.items():
             window = 2 if quick else OPTIMIZERS[name][2]
@@ -141,16 +165,63 @@ def measure_overhead(rounds: int, quick: bool) -> None:
     sam = statistics.median(seconds["SAM"])
     refresh = {iters: statistics.median(values) for iters, values in refresh_seconds.items()}
     print(f"\nPart 1: {rounds} timed rounds (medians), batch {BATCH}, {torch.get_num_threads()} torch thread(s)")
-    print(f"{'optimizer':30s} {'CPU ms/step':>11s} {'× SGD':>7s} {'× SAM':>7s} {'floor × SAM':>11s}")
+    print(f"{'optimizer':38s} {'CPU ms/step':>11s} {'× SGD':>7s} {'× SAM':>7s} {'floor × SAM':>11s}")
     for name, values in seconds.items():
         to_sgd = statistics.median(v / s for v, s in zip(values, seconds["SGD"], strict=True))
         to_sam = statistics.median(v / s for v, s in zip(values, seconds["SAM"], strict=True))
         optimizer = steps[name][1]
         tracker = getattr(optimizer, "tracker", None)
-        floor = "" if tracker is None else f"{1 + refresh[tracker.power_iters] / (tracker.freq * sam):11.3f}"
-        print(f"{name:30s} {1e3 * statistics.median(values):11.1f} {to_sgd:7.3f} {to_sam:7.3f} {floor}")
-    for iters, value in refresh.items():
-        print(f"refresh alone, {iters} HVPs: {1e3 * value:.0f} CPU ms = {value / sam:.2f} SAM steps")
+        budget = (tracker.rule, tracker.power_iters) if tracker is not None else None
+        floor = "" if tracker is None else f"{1 + refresh[budget] / (tracker.freq * sam):11.3f}"
+        print(f"{name:38s} {1e3 * statistics.median(values):11.1f} {to_sgd:7.3f} {to_sam:7.3f} {floor}")
+    for (rule, iters), value in refresh.items():
+        print(f"refresh alone, {rule}, {iters} HVPs: {1e3 * value:.0f} CPU ms = {value / sam:.2f} SAM steps")
+
+
+def _rule(kwargs: dict[str, int | str]) -> tuple[str, int]:
+    """(refresh rule, products per refresh) of an optimizer's keyword arguments."""
+    rule = str(kwargs.get("refresh", "ritz"))
+    return rule, int(kwargs.get("power_iters", DEFAULT_PRODUCTS[rule]))
+
+
+def measure_paired(repeats: int, workload: str) -> None:
+    """Each eigenvector method against SAM, one step of each in turn, so both see the same load.
+
+    A repeat spans two refresh periods of the method (its refreshes included) and the same number of SAM steps,
+    alternating step by step; its ratio is the method's summed CPU time over SAM's. Printed: median and spread.
+    The "step alone" rows (v set at random, never refreshed; windows of 20 steps) give what a step costs beyond
+    SAM's without any refresh.
+    """
+    torch.manual_seed(0)
+    if workload == "small-cnn":
+        template, batch = SmallCNN(), make_batch(0)
+    else:
+        shared = make_workload(workload)
+        template, batch = shared.model, shared.batch(BATCH, seed=0)
+    sam_step, _ = build_step(template, batch, SAM, {})
+    print(f"\nPaired: {repeats} repeats of two refresh periods each, alternating with SAM step by step")
+    print(f"{'optimizer':44s} {'× SAM median':>12s} {'spread':>15s}")
+    cases = {name: (factory, kwargs) for name, (factory, kwargs, _) in OPTIMIZERS.items() if factory in TRACKING}
+    for name, (factory, kwargs) in {**cases, **STEPS_ONLY}.items():
+        step, optimizer = build_step(template, batch, factory, kwargs)
+        period = optimizer.tracker.freq if optimizer.tracker.freq < NO_REFRESH else WINDOW
+        if optimizer.tracker.freq == NO_REFRESH:
+            numel = sum(p.numel() for p in template.parameters())
+            optimizer.tracker.set_vector(torch.randn(numel, generator=torch.Generator().manual_seed(1)))
+        for _ in range(period):  # past the first (cold) refresh
+            step()
+            sam_step()
+        ratios = []
+        for _ in range(repeats):
+            ours = sam = 0.0
+            for _ in range(2 * period):
+                start = time.process_time()
+                step()
+                middle = time.process_time()
+                sam_step()
+                ours, sam = ours + middle - start, sam + time.process_time() - middle
+            ratios.append(ours / sam)
+        print(f"{name:44s} {statistics.median(ratios):12.3f} {min(ratios):7.3f}-{max(ratios):.3f}")
 
 
 # -- part 2: refresh study ------------------------------------------------------------------------------------
@@ -220,15 +291,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds after the warm-up round")
     parser.add_argument("--study-freqs", default="5,20", help="refresh periods of the study, comma-separated")
     parser.add_argument("--study-refreshes", type=int, default=12, help="refreshes per study period")
-    parser.add_argument("--part", choices=("all", "overhead", "study"), default="all", help="which part to run")
+    parser.add_argument(
+        "--part", choices=("all", "overhead", "paired", "study"), default="all", help="which part to run"
+    )
+    parser.add_argument("--paired-repeats", type=int, default=5, help="repeats of the paired comparison")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2-step windows, short study")
+    parser.add_argument(
+        "--workload",
+        choices=("small-cnn", *WORKLOADS[:2]),
+        default="small-cnn",
+        help="model and batch of the step times (small-cnn: this script's own CNN on random images)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:
         args.rounds, args.study_freqs, args.study_refreshes = 1, "2", 3
     print(f"torch {torch.__version__}, CPU")
     if args.part in ("all", "overhead"):
-        measure_overhead(args.rounds, args.quick)
+        measure_overhead(args.rounds, args.quick, args.workload)
+    if args.part in ("all", "paired"):
+        measure_paired(1 if args.quick else args.paired_repeats, args.workload)
     if args.part in ("all", "study"):
         for freq in (int(value) for value in args.study_freqs.split(",")):
             refresh_study(freq, args.study_refreshes)

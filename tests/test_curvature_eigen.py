@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from workbench.curvature import DenseOperator, HessianOperator, power_iterate, top_eigenpairs
+from workbench.curvature import DenseOperator, HessianOperator, power_iterate, ritz_refresh, top_eigenpairs
 
 
 def _exact_top(hessian: torch.Tensor, k: int, *, by_magnitude: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,3 +130,65 @@ def test_a_warm_start_keeps_its_sign():
     result = power_iterate(op, start, steps=1)
     expected = op.matrix @ start
     torch.testing.assert_close(result.eigenvectors[0], expected / expected.norm())
+
+
+def _symmetric(spectrum: list[float], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(spectrum)
+    generator = torch.Generator().manual_seed(seed)
+    q = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64)).Q
+    return q @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ q.T, q
+
+
+@pytest.mark.parametrize("products", [1, 2, 3, 4])
+def test_ritz_refresh_is_rayleigh_ritz_on_the_krylov_space_plus_one_power_step(products):
+    """By hand: Q = orth[u, Hu, …, H^(m-1)u], top eigenpair (θ, s) of QᵀHQ, y = Qs, v = Hy/‖Hy‖."""
+    matrix, _ = _symmetric([6.0, 5.0, 3.0, 1.0, 0.5, -2.0, -0.1])
+    start = torch.tensor([1.0, 0.3, -0.2, 0.5, 0.1, 0.0, 0.7], dtype=torch.float64)
+    op = DenseOperator(matrix)
+    result = ritz_refresh(op, start, products)
+    krylov = [start / start.norm()]
+    for _ in range(products - 1):
+        krylov.append(matrix @ krylov[-1])
+    basis = torch.linalg.qr(torch.stack(krylov, dim=1)).Q
+    theta, vectors = torch.linalg.eigh(basis.T @ matrix @ basis)
+    ritz = basis @ vectors[:, -1]
+    stepped = matrix @ ritz
+    stepped = stepped / stepped.norm()
+    assert result.num_hvps == products == op.num_hvps and result.method == "ritz"
+    torch.testing.assert_close(result.eigenvalues[0], theta[-1])
+    sign = torch.sign(torch.dot(result.eigenvectors[0], stepped))
+    torch.testing.assert_close(sign * result.eigenvectors[0], stepped)
+    assert float(result.residuals[0]) == pytest.approx(float((matrix @ ritz - theta[-1] * ritz).norm()), rel=1e-8)
+
+
+def test_ritz_refresh_with_a_full_krylov_space_is_exact():
+    matrix, q = _symmetric([4.0, 3.0, 1.0, -1.0])
+    result = ritz_refresh(DenseOperator(matrix), None, 4, keep=2)
+    torch.testing.assert_close(result.eigenvalues, torch.tensor([4.0, 3.0], dtype=torch.float64))
+    assert float(torch.dot(result.eigenvectors[0], q[:, 0]).abs()) == pytest.approx(1.0, abs=1e-12)
+    assert float(torch.dot(result.eigenvectors[1], q[:, 1]).abs()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ritz_refresh_from_two_rows_starts_from_their_span():
+    """Two start rows spanning the top two eigenvectors: two products recover both exactly."""
+    matrix, q = _symmetric([4.0, 3.0, 1.0, -1.0, 0.5])
+    rows = torch.stack([q[:, 0] + q[:, 1], q[:, 0] - 0.5 * q[:, 1]])
+    result = ritz_refresh(DenseOperator(matrix), rows, 2, keep=2)
+    torch.testing.assert_close(result.eigenvalues, torch.tensor([4.0, 3.0], dtype=torch.float64))
+    assert float(torch.dot(result.eigenvectors[0], q[:, 0]).abs()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ritz_refresh_survives_an_invariant_start():
+    """A start inside an invariant subspace makes later Krylov vectors collapse; they are dropped, not NaN."""
+    op = DenseOperator(torch.diag(torch.tensor([1.0, 5.0, 3.0], dtype=torch.float64)))
+    result = ritz_refresh(op, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), 3)
+    assert float(result.eigenvalues[0]) == pytest.approx(5.0)
+    torch.testing.assert_close(result.eigenvectors[0].abs(), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+
+
+def test_ritz_refresh_bad_arguments():
+    op = DenseOperator(torch.eye(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="products must be an integer >= 1"):
+        ritz_refresh(op, None, 0)
+    with pytest.raises(ValueError, match=r"init must have shape \(3,\)"):
+        ritz_refresh(op, torch.ones(4), 2)

@@ -95,7 +95,7 @@ def test_eigen_sam_step_by_hand_with_the_sign_rule(flip, theta_sign):
 
 def test_eigen_sam_refreshes_on_the_published_schedule_and_is_sam_before():
     problem, reference = Quadratic(THETA, b=B), Quadratic(THETA, b=B)
-    optimizer = EigenSAM(problem.parameters(), lr=0.05, rho=0.1, freq=2)
+    optimizer = EigenSAM(problem.parameters(), lr=0.05, rho=0.1, freq=2, refresh="power")
     sam = SAM(reference.parameters(), lr=0.05, rho=0.1)
     refreshed = []
     for step in range(5):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.curvature import DenseOperator, HessianOperator, top_eigenpairs
-from workbench.optim import EigenSAM, EigenTracker
+from workbench.optim import XSAM, EigenSAM, EigenTracker
 from workbench.optim.closure_hessian import backward_with_graph, closure_hessian
 
 
@@ -33,7 +33,7 @@ def test_schedule_restarts_every_epoch_like_enumerate_train_loader():
 
 def test_refresh_is_warm_started_from_the_previous_vector():
     op, _ = dense(3.0, 2.0, 1.0)
-    tracker = EigenTracker(freq=1, power_iters=1)
+    tracker = EigenTracker(freq=1, power_iters=1, refresh="power")
     start = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
     tracker.set_vector(start)
     tracker.refresh(op)
@@ -48,7 +48,7 @@ def test_first_refresh_is_seeded():
     op, _ = dense(5.0, 1.0, 0.5, -0.5)
     vectors = []
     for seed in (7, 7, 8):
-        tracker = EigenTracker(freq=1, power_iters=1, seed=seed)
+        tracker = EigenTracker(freq=1, power_iters=1, refresh="power", seed=seed)
         tracker.refresh(op)
         vectors.append(tracker.vector)
     assert torch.equal(vectors[0], vectors[1])
@@ -57,7 +57,7 @@ def test_first_refresh_is_seeded():
 
 def test_power_refresh_converges_to_v1():
     op, q = dense(5.0, 1.0, 0.5, -0.5)
-    tracker = EigenTracker(freq=1, power_iters=30)
+    tracker = EigenTracker(freq=1, power_iters=30, refresh="power")
     tracker.refresh(op)
     assert float(torch.dot(tracker.vector, q[:, 0]).abs()) > 1 - 1e-12
     assert tracker.eigenvalue == pytest.approx(5.0)
@@ -66,7 +66,7 @@ def test_power_refresh_converges_to_v1():
 @pytest.mark.parametrize("side", [1.0, -1.0])
 def test_refresh_keeps_the_side_of_the_previous_vector(side):
     op, q = dense(4.0, 1.0, 0.5, 0.2)
-    tracker = EigenTracker(freq=1, power_iters=3)
+    tracker = EigenTracker(freq=1, power_iters=3, refresh="power")
     tracker.set_vector(side * q[:, 0] + 0.01 * q[:, 1])
     tracker.refresh(op)
     assert float(torch.dot(tracker.vector, side * q[:, 0])) > 0.999
@@ -76,7 +76,7 @@ def test_refresh_keeps_the_side_of_the_previous_vector(side):
 def test_power_refresh_keeps_the_side_even_when_the_dominant_eigenvalue_is_negative():
     """Plain power iteration would flip v at every product here (odd count); the tracker keeps v's side."""
     op, q = dense(-4.0, 1.0, 0.5)
-    tracker = EigenTracker(freq=1, power_iters=3)
+    tracker = EigenTracker(freq=1, power_iters=3, refresh="power")
     tracker.set_vector(q[:, 0])
     tracker.refresh(op)
     torch.testing.assert_close(tracker.vector, q[:, 0])
@@ -85,9 +85,9 @@ def test_power_refresh_keeps_the_side_even_when_the_dominant_eigenvalue_is_negat
 
 def test_state_dict_round_trip():
     op, _ = dense(3.0, 2.0, 1.0)
-    tracker = EigenTracker(freq=2, power_iters=2, seed=3)
+    tracker = EigenTracker(freq=2, power_iters=2, refresh="power", seed=3)
     tracker.refresh(op)
-    restored = EigenTracker(freq=2, power_iters=2, seed=99)
+    restored = EigenTracker(freq=2, power_iters=2, refresh="power", seed=99)
     restored.load_state_dict(tracker.state_dict())
     assert torch.equal(restored.vector, tracker.vector)
     assert (restored.eigenvalue, restored.num_refreshes, restored.num_hvps, restored.seed) == (
@@ -114,17 +114,38 @@ def test_refresh_agrees_with_top_eigenpairs_on_the_batch_hessian(cnn_problem):
         loss.backward()
         return loss
 
-    warm = EigenSAM(model.parameters(), lr=0.1, model=model)  # 5 products from v1 itself: v1 is a fixed point
+    warm = EigenSAM(model.parameters(), lr=0.1, refresh="power", model=model)  # 5 products from v1: a fixed point
     warm.tracker.set_vector(exact.eigenvectors[0])
     warm.refresh_eigenvector(closure)
     assert float(torch.dot(warm.tracker.vector, exact.eigenvectors[0])) > 1 - 1e-8
     assert warm.tracker.eigenvalue == pytest.approx(float(exact.eigenvalues[0]), rel=1e-8)
-    cold = EigenSAM(model.parameters(), lr=0.1, power_iters=300, model=model)
+    cold = EigenSAM(model.parameters(), lr=0.1, power_iters=300, refresh="power", model=model)
     cold.refresh_eigenvector(closure)
     assert float(torch.dot(cold.tracker.vector, exact.eigenvectors[0]).abs()) > 0.999
     assert cold.tracker.eigenvalue == pytest.approx(float(exact.eigenvalues[0]), rel=1e-4)
     assert model.training and all(torch.equal(a, b) for a, b in zip(buffers, model.buffers(), strict=True))
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_default_ritz_refresh_agrees_with_top_eigenpairs_on_the_batch_hessian(cnn_problem):
+    """The default refresh (Rayleigh–Ritz, 4 products, through the closure in eval mode) against Lanczos."""
+    model, x, y = cnn_problem.model, cnn_problem.inputs, cnn_problem.targets
+    exact = top_eigenpairs(HessianOperator(model, F.cross_entropy, (x, y)), k=1, tol=1e-8)
+
+    def closure() -> torch.Tensor:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    warm = EigenSAM(model.parameters(), lr=0.1, model=model)
+    warm.tracker.set_vector(exact.eigenvectors[0])
+    warm.refresh_eigenvector(closure)
+    assert warm.tracker.num_hvps == 4
+    assert float(torch.dot(warm.tracker.vector, exact.eigenvectors[0])) > 1 - 1e-8
+    assert warm.tracker.eigenvalue == pytest.approx(float(exact.eigenvalues[0]), rel=1e-8)
+    cold = EigenSAM(model.parameters(), lr=0.1, power_iters=40, model=model)
+    cold.refresh_eigenvector(closure)
+    assert float(torch.dot(cold.tracker.vector, exact.eigenvectors[0]).abs()) > 1 - 1e-6
 
 
 def test_closure_hessian_releases_the_graph_without_garbage_collection(mlp_problem):
@@ -191,3 +212,57 @@ class TestBadInput:
         tracker.set_vector(torch.ones(2, dtype=torch.float64))
         with pytest.raises(ValueError, match="has 2 entries but the operator acts on 3"):
             tracker.refresh(dense(1.0, 2.0, 3.0)[0])
+
+
+def test_ritz_refresh_by_hand_and_its_eigenvalue():
+    """refresh="ritz": Rayleigh–Ritz on span{u, Hu} from the previous vector u, then v = Hy/‖Hy‖ on u's side."""
+    op, q = dense(4.0, 2.0, 1.0, -0.5)
+    previous = q[:, 0] + 0.3 * q[:, 1] + 0.2 * q[:, 3]
+    tracker = EigenTracker(freq=1, power_iters=2, refresh="ritz")
+    tracker.set_vector(previous)
+    tracker.refresh(op)
+    u = previous / previous.norm()
+    basis = torch.linalg.qr(torch.stack([u, op.matrix @ u], dim=1)).Q
+    theta, vectors = torch.linalg.eigh(basis.T @ op.matrix @ basis)
+    stepped = op.matrix @ (basis @ vectors[:, -1])
+    stepped = stepped / stepped.norm()
+    stepped = stepped if float(torch.dot(stepped, u)) >= 0 else -stepped
+    torch.testing.assert_close(tracker.vector, stepped)
+    assert tracker.eigenvalue == pytest.approx(float(theta[-1]))
+    assert (tracker.num_refreshes, tracker.num_hvps) == (1, 2)
+    tracker.exact_eigenvalue = True
+    tracker.refresh(op)
+    assert tracker.eigenvalue == pytest.approx(float(tracker.vector @ op.matrix @ tracker.vector))
+    assert tracker.num_hvps == 2 + 3
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_ritz_refresh_keeps_the_side_of_the_previous_vector(side):
+    op, q = dense(4.0, 1.0, 0.5, 0.2)
+    tracker = EigenTracker(freq=1, power_iters=3, refresh="ritz")
+    tracker.set_vector(side * q[:, 0] + 0.05 * q[:, 1])
+    tracker.refresh(op)
+    assert float(torch.dot(tracker.vector, side * q[:, 0])) > 1 - 1e-9
+
+
+def test_ritz_refresh_beats_power_at_equal_products_on_a_small_gap():
+    """λ2/λ1 = 0.9: four power iterations barely move; four Ritz products nearly reach v1."""
+    op, q = dense(1.0, 0.9, 0.5, 0.3, 0.1, 0.0, seed=2)
+    start = q[:, 0] + q[:, 1] + q[:, 2]
+    misalignment = {}
+    for rule in ("power", "ritz"):
+        tracker = EigenTracker(freq=1, power_iters=4, refresh=rule)
+        tracker.set_vector(start)
+        tracker.refresh(op)
+        misalignment[rule] = 1 - float(torch.dot(tracker.vector, q[:, 0]).abs())
+    assert misalignment["ritz"] < 1e-3 < 0.1 < misalignment["power"]
+
+
+def test_refresh_rule_is_checked_and_reachable_from_the_optimizers():
+    with pytest.raises(ValueError, match="refresh must be one of 'ritz', 'power'"):
+        EigenTracker(freq=1, refresh="lanczos")
+    param = torch.nn.Parameter(torch.zeros(2))
+    assert (EigenSAM([param]).tracker.rule, EigenSAM([param]).tracker.power_iters) == ("ritz", 4)
+    published = XSAM([param], refresh="power").tracker
+    assert (published.rule, published.power_iters) == ("power", 5)
+    assert EigenSAM([param], refresh="power", power_iters=3).tracker.power_iters == 3

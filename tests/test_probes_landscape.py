@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from workbench.losses import BatchLoss, accuracy_of, batch_loss
 from workbench.modes import eval_mode
 from workbench.params import unflatten
-from workbench.probes import loss_slice_1d, loss_slice_2d, random_filter_normalized_direction
+from workbench.probes import loss_slice_1d, loss_slice_2d, pointwise, random_filter_normalized_direction
 
 from .probe_models import QUADRATIC_DATA, Quadratic, conv_net_in_train_mode, identity_loss
 
@@ -131,3 +134,106 @@ def test_bad_input_names_the_parameter(cnn):
     regression = [(inputs, torch.randn(inputs.shape[0], 3, dtype=torch.float64)) for inputs, _ in batches]
     with pytest.raises(ValueError, match=r"accuracy=True needs an \(outputs, targets\) loss with class scores"):
         loss_slice_1d(model, F.mse_loss, regression, d1, [0.0], accuracy=True)
+
+
+def test_point_by_point_copy_is_cached_follows_the_model_and_leaves_it_untouched(cnn):
+    model, batches, d1, d2 = cnn
+    grid = np.linspace(-1, 1, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    copy = pointwise._CACHE[model]
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    saved = model.head.weight.detach().clone()
+    with torch.no_grad():
+        model.head.weight.mul_(1.5)
+    try:
+        moved = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+        assert pointwise._CACHE[model] is copy  # same structure: the copy is reused, its values synced
+        for i, y in enumerate(grid):
+            for j, x in enumerate(grid):
+                expected, _ = _naive_metrics(model, batches, x * d1 + y * d2)
+                assert moved.loss[i, j] == pytest.approx(expected, rel=1e-12)
+        assert not np.allclose(moved.loss, first.loss)
+    finally:
+        with torch.no_grad():
+            model.head.weight.copy_(saved)
+
+
+class _DictImageLoss(BatchLoss):
+    """A (model, batch) loss on dict batches of images, with its own accuracy."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda model, batch: F.cross_entropy(model(batch["image"]), batch["label"]), "dict")
+
+    def loss_and_accuracy(self, model, batch):
+        outputs = model(batch["image"])
+        return F.cross_entropy(outputs, batch["label"]), accuracy_of(outputs, batch["label"])
+
+
+def test_point_by_point_takes_any_batch_structure_and_the_loss_accuracy(cnn):
+    """Dict batches of images through a BatchLoss: the private copy (channels-last on a CPU) gives the naive loop's
+    loss and accuracy; a loss that cannot score its outputs gets main's accuracy message on this path too."""
+    model, batches, d1, d2 = cnn
+    dicts = [{"image": inputs, "label": targets} for inputs, targets in batches]
+    grid = np.linspace(-1, 1, 3)
+    result = loss_slice_2d(model, _DictImageLoss(), dicts, d1, d2, grid, grid, accuracy=True, vectorize=False)
+    assert pointwise._CACHE[model].channels_last
+    for i, y in enumerate(grid):
+        for j, x in enumerate(grid):
+            loss, accuracy = _naive_metrics(model, batches, x * d1 + y * d2)
+            assert result.loss[i, j] == pytest.approx(loss, rel=1e-12)
+            assert result.accuracy[i, j] == pytest.approx(accuracy, abs=1e-12)
+    no_accuracy = batch_loss(lambda model, batch: F.cross_entropy(model(batch["image"]), batch["label"]))
+    message = r"accuracy=True needs an \(outputs, targets\) loss.*got \{'image': Tensor\(9, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=message):
+        loss_slice_1d(model, no_accuracy, dicts, d1, [0.0], accuracy=True, vectorize=False)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_automatic_compilation_when_it_pays_and_not_otherwise(cnn, monkeypatch):
+    model, batches, d1, d2 = cnn
+    pointwise._CACHE.pop(model, None)  # no compiled forward or timings from earlier tests
+    grid = np.linspace(-1, 1, 3)
+    eager = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False, torch_compile=False)
+    automatic = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    assert not pointwise._CACHE[model].has_compiled(F.cross_entropy, False)  # 9 tiny points: never worth it
+    np.testing.assert_array_equal(automatic.loss, eager.loss)
+    monkeypatch.setattr(pointwise, "COMPILE_PAYS_SECONDS", 0.0)
+    pointwise._CACHE[model].timings.clear()  # the 9-point verdict above would otherwise stand
+    compiled = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    assert pointwise._CACHE[model].has_compiled(F.cross_entropy, False)  # each call wraps the function anew
+    assert not pointwise._CACHE[model].has_compiled(batch_loss(F.cross_entropy), False)  # another loss form
+    np.testing.assert_allclose(compiled.loss, eager.loss, rtol=1e-10)
+
+
+def test_compiled_evaluation_is_dropped_when_not_faster_and_the_verdict_is_kept(cnn, monkeypatch):
+    """Compiled points timed slower than eager ones: back to eager for the rest, and for the next slice at once."""
+    model, batches, d1, d2 = cnn
+    pointwise._CACHE.pop(model, None)  # no timings from earlier tests
+    grid = np.linspace(-1, 1, 4)
+    monkeypatch.setattr(pointwise, "COMPILE_PAYS_SECONDS", 0.0)
+    original = pointwise._Choice.observe
+
+    def slow_compiled(choice, index, seconds):  # pretend every compiled point took a second
+        original(choice, index, 1.0 if choice.use_compiled else seconds)
+
+    monkeypatch.setattr(pointwise._Choice, "observe", slow_compiled)
+    first = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    timings = pointwise._CACHE[model].timings[pointwise.loss_key(F.cross_entropy, False)]
+    assert timings["compiled"] == 1.0 > timings["eager"]
+    choice = pointwise._Choice(pointwise._CACHE[model], F.cross_entropy, False, None, 16)
+    assert choice.fixed is False and not choice.use_compiled  # decided: eager, no more timing
+    again = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    np.testing.assert_allclose(again.loss, first.loss, rtol=1e-10)
+
+
+def test_a_model_that_cannot_be_copied_is_evaluated_functionally(cnn):
+    model, batches, d1, d2 = cnn
+    grid = np.linspace(-1, 1, 3)
+    reference = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=True)
+    model.unpicklable = threading.Lock()  # deepcopy fails on it
+    try:
+        result = loss_slice_2d(model, F.cross_entropy, batches, d1, d2, grid, grid, vectorize=False)
+    finally:
+        del model.unpicklable
+    np.testing.assert_allclose(result.loss, reference.loss, rtol=1e-12)

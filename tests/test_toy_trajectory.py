@@ -31,7 +31,7 @@ def hand_optimizer(method: str, param: torch.nn.Parameter, settings: RunSettings
         return torch.optim.SGD([param], lr=settings.lr)
     if method == "SAM":
         return SAM([param], rho=settings.rho, lr=settings.lr)
-    tracking = {"freq": freq, "power_iters": settings.power_iters, "seed": settings.seed}
+    tracking = {"freq": freq, "power_iters": settings.power_iters, "refresh": "power", "seed": settings.seed}
     if method == "Eigen-SAM":
         return EigenSAM([param], rho=settings.rho, alpha=settings.eigen_alpha, lr=settings.lr, **tracking)
     return XSAM(

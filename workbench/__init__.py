@@ -21,6 +21,7 @@ from workbench.curvature import (
     TraceResult,
     hessian_trace,
     power_iterate,
+    ritz_refresh,
     spectral_density,
     top_eigenpairs,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "model_options",
     "power_iterate",
     "random_filter_normalized_direction",
+    "ritz_refresh",
     "spectral_density",
     "top_eigenpairs",
     "trace_of_hessian",

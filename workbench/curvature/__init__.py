@@ -1,7 +1,7 @@
 """Curvature engine: exact Hessian-vector products, top-k eigenpairs, trace and spectral density."""
 
 from workbench.curvature.density import SpectralDensity, spectral_density
-from workbench.curvature.eigen import EigenResult, power_iterate, top_eigenpairs
+from workbench.curvature.eigen import EigenResult, power_iterate, ritz_refresh, top_eigenpairs
 from workbench.curvature.linear import DenseOperator, SymmetricOperator
 from workbench.curvature.operator import GradientGraphOperator, HessianOperator, graph_hvp
 from workbench.curvature.trace import TraceResult, hessian_trace
@@ -17,6 +17,7 @@ __all__ = [
     "graph_hvp",
     "hessian_trace",
     "power_iterate",
+    "ritz_refresh",
     "spectral_density",
     "top_eigenpairs",
 ]

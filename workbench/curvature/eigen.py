@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from workbench._checks import check_choice, check_float, check_int
@@ -99,36 +100,125 @@ def power_iterate(op: SymmetricOperator, init: torch.Tensor | None, steps: int, 
 
     Returns the last iterate (unit, ``(1, n)``), the Rayleigh quotient of the vector before it as the
     eigenvalue estimate, and that vector's residual; ``converged`` is always False (no tolerance is tested).
+    Nothing is copied to the host: the eigenvalue and residual are ``(1,)`` tensors on ``op``'s device, so
+    a warm-started call never synchronises a GPU (a zero product leaves the vector where it was).
     """
     steps = check_int("steps", steps, minimum=1)
     vector = _start_block(op, init, 1, seed)
     for _ in range(steps):
         product = op.batched_matvec(vector)
-        rayleigh = float((vector * product).sum())
-        residual = float((product - rayleigh * vector).norm())
+        rayleigh = (vector * product).sum()
+        residual = (product - rayleigh * vector).norm()
         norm = product.norm()
-        if norm == 0:
-            break
-        vector = product / norm
+        vector = torch.where(norm > 0, product / norm.clamp_min(torch.finfo(product.dtype).tiny), vector)
     return EigenResult(
-        eigenvalues=torch.tensor([rayleigh], dtype=torch.float64),
+        eigenvalues=rayleigh.reshape(1),
         eigenvectors=vector,
-        residuals=torch.tensor([residual], dtype=torch.float64),
+        residuals=residual.reshape(1),
         num_hvps=steps,
         converged=False,
         method="power",
     )
 
 
+def ritz_refresh(
+    op: SymmetricOperator, init: torch.Tensor | None, products: int, *, keep: int = 2, seed: int = 0
+) -> EigenResult:
+    """A fixed budget of ``products`` Hessian-vector products spent on a warm-started Rayleigh–Ritz estimate.
+
+    The basis holds the rows of ``init`` (``(r, n)``, e.g. the previous refresh's top Ritz vectors; r ≤
+    ``products``), extended by the Krylov vectors H q₀, H² q₀, … of its first row q₀ until it has ``products``
+    vectors, each orthogonalised against the others (Gram–Schmidt, twice). Each basis vector costs one product;
+    Rayleigh–Ritz on the basis gives the Ritz pairs (θᵢ, yᵢ), and the top vector takes one more power step for free
+    from the stored products: v = H y₁ / ‖H y₁‖ = W s₁ / ‖W s₁‖ (W = H Q). With a single start this is Lanczos
+    plus that free step: v lies in the Krylov space of dimension ``products + 1``, as after ``products`` power
+    iterations, but is chosen within it by Rayleigh–Ritz instead of being the last power iterate.
+
+    Everything stays on ``op``'s device except the ``(m, m)`` projected matrices, copied to the host once for
+    their eigendecomposition (one synchronisation per call). A basis vector that collapses (an invariant subspace)
+    is dropped by the Rayleigh–Ritz step (its Gram eigenvalue is below 1e-10 of the largest).
+
+    Args:
+        op: a ``SymmetricOperator`` of size n.
+        init: warm start ``(n,)`` or ``(r, n)``, or ``None`` for a seeded random start (as ``power_iterate``).
+        products: the budget m ≥ 1; exactly m products are taken.
+        keep: Ritz pairs returned, ≥ 1 (the top one with the free power step; the others as Ritz vectors, e.g.
+            to warm-start the next call with two rows).
+        seed: seed of the random start when ``init`` is ``None``.
+
+    Returns:
+        ``EigenResult`` with ``eigenvalues`` ``(k,)`` the Ritz values (on ``op``'s device; k = min(keep, rank)),
+        ``eigenvectors`` ``(k, n)`` unit rows (row 0 is v), ``residuals`` the Ritz residual norms ‖H yᵢ − θᵢ yᵢ‖,
+        ``num_hvps`` = m, ``converged`` False, ``method`` ``"ritz"``.
+    """
+    products = check_int("products", products, minimum=1)
+    keep = check_int("keep", keep, minimum=1)
+    starts = _start_rows(op, init, seed)[:products]
+    basis: list[torch.Tensor] = []
+    images: list[torch.Tensor] = []
+    for start in starts:
+        basis.append(_orthonormalised(start, basis))
+        images.append(op.batched_matvec(basis[-1][None])[0])
+    chain = 0  # the Krylov chain grows from the first start: q ← H q_chain, orthogonalised
+    while len(basis) < products:
+        basis.append(_orthonormalised(images[chain], basis))
+        images.append(op.batched_matvec(basis[-1][None])[0])
+        chain = len(basis) - 1
+    q, w = torch.stack(basis), torch.stack(images)
+    projected = torch.stack([q @ w.T, q @ q.T]).double().cpu().numpy()  # the one host copy; the rest is host work
+    stiffness, gram = (projected[0] + projected[0].T) / 2, (projected[1] + projected[1].T) / 2
+    gram_values, gram_vectors = np.linalg.eigh(gram)
+    usable = gram_values > 1e-10 * gram_values.max()
+    whitening = gram_vectors[:, usable] / np.sqrt(gram_values[usable])
+    theta, rotation = np.linalg.eigh(whitening.T @ stiffness @ whitening)
+    order = np.argsort(theta)[::-1][:keep]
+    coefficients = torch.from_numpy(whitening @ rotation[:, order]).to(device=op.device, dtype=op.dtype)  # (m, k)
+    theta_device = torch.from_numpy(theta[order].copy()).to(device=op.device, dtype=op.dtype)
+    ritz, products_of_ritz = coefficients.T @ q, coefficients.T @ w
+    residuals = (products_of_ritz - theta_device[:, None] * ritz).norm(dim=1)
+    stepped = products_of_ritz[0] / products_of_ritz[0].norm().clamp_min(torch.finfo(op.dtype).tiny)
+    vectors = torch.cat([stepped[None], ritz[1:]])
+    return EigenResult(
+        eigenvalues=theta_device,
+        eigenvectors=vectors / vectors.norm(dim=1, keepdim=True).clamp_min(torch.finfo(op.dtype).tiny),
+        residuals=residuals,
+        num_hvps=products,
+        converged=False,
+        method="ritz",
+    )
+
+
+def _orthonormalised(vector: torch.Tensor, basis: list[torch.Tensor]) -> torch.Tensor:
+    """``vector`` orthogonalised against the unit rows of ``basis`` (two Gram–Schmidt passes) and normalised."""
+    if basis:
+        rows = torch.stack(basis)
+        for _ in range(2):
+            vector = vector - (rows @ vector) @ rows
+    return vector / vector.norm().clamp_min(torch.finfo(vector.dtype).tiny)
+
+
+def _start_rows(op: SymmetricOperator, init: torch.Tensor | None, seed: int) -> torch.Tensor:
+    """Start rows ``(r, n)`` on ``op``'s device: ``init``'s rows as given (no host copy), or one seeded random row."""
+    if init is None:
+        return _start_block(op, None, 1, seed)
+    _check_init(init, op.num_params)
+    return init.detach().reshape(-1, op.num_params).to(device=op.device, dtype=op.dtype)
+
+
 def _start_block(op: SymmetricOperator, init: torch.Tensor | None, rows: int, seed: int) -> torch.Tensor:
-    """Orthonormal ``(rows, n)`` start vectors: from ``init`` when given, random (seeded) otherwise."""
+    """Orthonormal ``(rows, n)`` start vectors: from ``init`` when given, random (seeded) otherwise.
+
+    One start from one given vector is that vector normalised on ``op``'s device (no host copy, sign kept).
+    """
     n = op.num_params
+    if init is not None:
+        _check_init(init, n)
+        if rows == 1 and init.dim() == 1:
+            given = init.detach().to(device=op.device, dtype=op.dtype)
+            return (given / given.norm().clamp_min(torch.finfo(given.dtype).tiny))[None]
     generator = torch.Generator().manual_seed(seed)
     random = torch.randn(rows, n, generator=generator, dtype=torch.float64)
     if init is not None:
-        if not isinstance(init, torch.Tensor) or init.dim() not in (1, 2) or init.shape[-1] != n:
-            shape = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
-            raise ValueError(f"init must have shape ({n},) or (r, {n}), got {shape}")
         given = init.detach().reshape(-1, n).to(device="cpu", dtype=torch.float64)
         given = given / given.norm(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
         if rows == 1:
@@ -142,6 +232,12 @@ def _start_block(op: SymmetricOperator, init: torch.Tensor | None, rows: int, se
     q, r = torch.linalg.qr(block.T)
     block = (q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)).T  # QR may flip a column: keep each start's sign
     return block.to(device=op.device, dtype=op.dtype)
+
+
+def _check_init(init: torch.Tensor, n: int) -> None:
+    if not isinstance(init, torch.Tensor) or init.dim() not in (1, 2) or init.shape[-1] != n:
+        shape = tuple(init.shape) if isinstance(init, torch.Tensor) else type(init).__name__
+        raise ValueError(f"init must have shape ({n},) or (r, {n}), got {shape}")
 
 
 def _lanczos(

@@ -53,7 +53,6 @@ class PlainStep(WrappedOptimizer):
         self.last_step = StepRecord(
             step=self.step_count,
             refreshed=False,
-            eigenvalue=float("nan"),
             gradient=gradient,
             perturbation=None,
             scalar_values=gradient.norm()[None],

@@ -19,6 +19,7 @@ SCALAR_NAMES = (
     "orientation_sign",
 )
 NORM_NAMES = SCALAR_NAMES[:3]  # what a step without an eigenvector records (the first alone without a perturbation)
+TRACKING_NAMES = (*SCALAR_NAMES, "eigenvalue")  # what a step of an eigenvector-tracking method records
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,15 @@ class StepRecord:
     before their first refresh).
 
     A record holds the scalars that apply to its optimizer (``scalar_names``): ‖g‖ alone for a plain step, the
-    three norms for SAM and ASAM, all of ``SCALAR_NAMES`` plus ``refreshed`` and ``eigenvalue`` for the methods
-    that track an eigenvector. They are computed on the parameters' device and copied to the host only when first
-    read, so recording never stalls a GPU. ``scalars()`` gives them as a dict (one row of a history table);
+    three norms for SAM and ASAM, all of ``TRACKING_NAMES`` (``SCALAR_NAMES`` and ``eigenvalue``) plus
+    ``refreshed`` for the methods that track an eigenvector. They are computed on the parameters' device, stacked
+    in one tensor and copied to the host only when first read, all at once: recording never stalls a GPU, and
+    reading a record costs one synchronisation. ``scalars()`` gives them as a dict (one row of a history table);
     reading a property the record does not hold gives NaN.
 
     Attributes:
         step: index of this step (0 for the first).
         refreshed: whether v was re-estimated just before this step.
-        eigenvalue: the eigen-tracker's estimate λ of v's eigenvalue from the last refresh (NaN before any; see
-            ``EigenTracker.eigenvalue`` for which vector it belongs to).
         gradient: g, flat ``(n,)``, detached.
         perturbation: ε, flat ``(n,)``, detached; ``None`` for a plain step.
         scalar_values: ``(len(scalar_names),)`` tensor behind the scalar properties.
@@ -53,7 +53,6 @@ class StepRecord:
 
     step: int
     refreshed: bool
-    eigenvalue: float
     gradient: torch.Tensor = field(repr=False)
     perturbation: torch.Tensor | None = field(repr=False)
     scalar_values: torch.Tensor = field(repr=False)
@@ -64,9 +63,10 @@ class StepRecord:
     def scalars(self) -> dict[str, float]:
         """Every scalar of the step by name: ``step``, the tracker's ``refreshed`` (0/1) and ``eigenvalue`` when
         it has one, ``scalar_names``, and ``skipped = 1`` for a skipped step."""
+        values = {name: value for name, value in self._host_values.items() if name != "eigenvalue"}
         tracker = {"refreshed": float(self.refreshed), "eigenvalue": self.eigenvalue} if self.tracking else {}
         skipped = {"skipped": 1.0} if self.skipped else {}
-        return {"step": float(self.step), **tracker, **self._host_values, **skipped}
+        return {"step": float(self.step), **tracker, **values, **skipped}
 
     @cached_property
     def _host_values(self) -> dict[str, float]:
@@ -74,6 +74,12 @@ class StepRecord:
 
     def _value(self, name: str) -> float:
         return self._host_values.get(name, math.nan)
+
+    @property
+    def eigenvalue(self) -> float:
+        """The eigen-tracker's estimate λ of v's eigenvalue from the last refresh (NaN before any, and for methods
+        without a tracker; see ``EigenTracker.eigenvalue`` for which vector it belongs to)."""
+        return self._value("eigenvalue")
 
     @property
     def gradient_norm(self) -> float:

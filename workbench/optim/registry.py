@@ -2,7 +2,8 @@
 
 One entry per optimizer: its name (``"eigensam"``), its display title (``"Eigen-SAM"``), its class, a one-line
 summary and the options it takes with a one-line doc each. The options' defaults are the class signature's (the
-papers' values), read from there, never written twice. Config validation, ``build_optimizer``, the live run, the
+papers' values, except the eigenvector refresh, whose measured better default is documented with the trackers),
+read from there, never written twice. Config validation, ``build_optimizer``, the live run, the
 toy explorer, the dashboard and the command line all read this table: adding an optimizer is one entry.
 """
 
@@ -19,6 +20,7 @@ from workbench._checks import check_choice
 from workbench.optim.eigen_sam import EigenSAM
 from workbench.optim.plain import PlainStep
 from workbench.optim.sam import ASAM, SAM
+from workbench.optim.tracker import REFRESH_RULES
 from workbench.optim.wrapped import WrappedOptimizer
 from workbench.optim.xsam import ORIENTATIONS, XSAM
 
@@ -100,7 +102,8 @@ class OptimizerEntry:
 
 _RHO = "ρ > 0, the radius of the perturbation ε"
 _FREQ = "steps between refreshes of the tracked eigenvector v, ≥ 1"
-_POWER_ITERS = "warm-started power iterations (Hessian-vector products) per refresh, ≥ 1"
+_POWER_ITERS = "Hessian-vector products per refresh, ≥ 1 (none: 4 for refresh ritz, 5 for the published power)"
+_REFRESH = "how v is re-estimated: ritz (Rayleigh–Ritz, better aligned per product) or power (published)"
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     entry.name: entry
@@ -130,6 +133,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                 Option("alpha", "α ≥ 0, weight of v's component orthogonal to ĝ in ε (0 is SAM)"),
                 Option("freq", _FREQ),
                 Option("power_iters", _POWER_ITERS),
+                Option("refresh", _REFRESH, REFRESH_RULES),
             ),
         ),
         OptimizerEntry(
@@ -142,6 +146,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                 Option("alpha", "α ∈ [0, 2]: 1 removes the v-component of the descent direction, 2 reflects it"),
                 Option("freq", _FREQ),
                 Option("power_iters", _POWER_ITERS),
+                Option("refresh", _REFRESH, REFRESH_RULES),
                 Option(
                     "normalize_direction",
                     "true (published): step along the unit-length corrected direction; false: rescale it to ‖g_adv‖",

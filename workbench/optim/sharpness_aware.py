@@ -14,8 +14,7 @@ from workbench._checks import check_float
 from workbench.curvature import EigenResult, SymmetricOperator
 from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
-from workbench.optim.record import NORM_NAMES, SCALAR_NAMES, StepRecord
-from workbench.optim.rules import angle_degrees, cosine
+from workbench.optim.record import NORM_NAMES, TRACKING_NAMES, StepRecord
 from workbench.optim.tracker import EigenTracker
 from workbench.optim.train_mode_guard import forbid_train_mode
 from workbench.optim.wrapped import Closure, WrappedOptimizer
@@ -24,10 +23,9 @@ from workbench.params import unflatten
 
 @dataclass
 class _Ascent:
-    """What ``first_step`` leaves for ``second_step``."""
+    """What ``first_step`` leaves for ``second_step``: g, θ and the scalars of ε (ε itself is not kept)."""
 
     gradient: torch.Tensor
-    perturbation: torch.Tensor
     eigenvector: torch.Tensor | None
     weights: list[torch.Tensor]  # θ before the perturbation, restored exactly
     buffers: list[tuple[torch.Tensor, torch.Tensor]]  # (buffer, its value after the first pass), with model=
@@ -170,7 +168,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         if not self._unscale(self):
             self.last_step = self._skipped_record(self._flat_gradient(self._params(), "step"))
             return loss
-        self.first_step(zero_grad=True)
+        self.first_step()  # the next closure run zeroes the gradients
         self._run_closure(closure)
         if not self._unscale(self.base_optimizer):
             ascent, self._ascent = self._ascent, None
@@ -186,18 +184,19 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     def first_step(self, zero_grad: bool = False) -> None:
         """Read g from ``.grad``, compute ε and move the parameters to θ + ε (saving θ and, with ``model``, buffers).
 
+        Memory: g (flat) and θ (per parameter) are kept until ``second_step``; ε is not (it is recomputed there,
+        exactly, for the step record), so the second pass runs with two extra copies of the parameters.
+
         Raises:
             ValueError: when no parameter has a gradient.
         """
         params = self._params()
         gradient = self._flat_gradient(params, "first_step")
         eigenvector = self._eigenvector(params)
-        perturbation = self.perturbation(gradient, eigenvector)
         weights = [param.detach().clone() for param in params]
         buffers = [] if self.model is None else [(buffer, buffer.clone()) for buffer in self.model.buffers()]
-        for param, piece in zip(params, unflatten(perturbation, params), strict=True):
-            param.add_(piece)
-        self._ascent = _Ascent(gradient, perturbation, eigenvector, weights, buffers, self._refreshed)
+        torch._foreach_add_(params, unflatten(self.perturbation(gradient, eigenvector), params))
+        self._ascent = _Ascent(gradient, eigenvector, weights, buffers, self._refreshed)
         self._refreshed = False
         if zero_grad:
             self.zero_grad()
@@ -214,28 +213,33 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             raise RuntimeError("second_step() needs first_step() first: the parameters are not at θ + ε")
         ascent, self._ascent = self._ascent, None
         params = self._params()
+        self._restore(ascent)  # θ's copy is released before any new vector is made
         adversarial = self._flat_gradient(params, "second_step")
-        self._restore(ascent)
+        perturbation = self.perturbation(ascent.gradient, ascent.eigenvector)  # at θ again: the ε of first_step
         eigenvector, sign = ascent.eigenvector, None
         if eigenvector is not None:
             sign = self.orientation(ascent.gradient, adversarial, eigenvector)
             eigenvector = sign * eigenvector
         direction = self.descent_direction(ascent.gradient, adversarial, eigenvector)
         if direction is not adversarial:
-            for param, piece in zip(params, unflatten(direction, params), strict=True):
-                if param.grad is not None:
-                    param.grad.copy_(piece)
+            grads = [param.grad for param in params]
+            pieces = unflatten(direction, params)
+            torch._foreach_copy_(
+                [grad for grad in grads if grad is not None],
+                [piece for grad, piece in zip(grads, pieces, strict=True) if grad is not None],
+            )
         self.base_optimizer.step()
-        self.last_step = self._record(ascent, adversarial, direction, eigenvector, sign)
+        self.last_step = self._record(ascent, perturbation, adversarial, direction, eigenvector, sign)
         self.step_count += 1
         if zero_grad:
             self.zero_grad()
 
     @torch.no_grad()
     def _restore(self, ascent: _Ascent) -> None:
-        """θ (exactly, from the copy) and, with ``model``, every buffer as the first pass left them."""
-        for param, weight in zip(self._params(), ascent.weights, strict=True):
-            param.copy_(weight)
+        """θ (exactly, from the copy, which is then released) and, with ``model``, every buffer as the first pass
+        left them."""
+        torch._foreach_copy_(self._params(), ascent.weights)
+        ascent.weights.clear()
         for buffer, value in ascent.buffers:
             buffer.copy_(value)
 
@@ -323,34 +327,46 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     def _record(
         self,
         ascent: _Ascent,
+        perturbation: torch.Tensor,
         adversarial: torch.Tensor,
         direction: torch.Tensor,
         eigenvector: torch.Tensor | None,
         sign: torch.Tensor | None,
     ) -> StepRecord:
-        norms = [ascent.gradient.norm(), ascent.perturbation.norm(), adversarial.norm()]
+        norms = torch.stack([ascent.gradient.norm(), perturbation.norm(), adversarial.norm()])
         tracker = self.tracker
         if tracker is None:
             values, names = norms, NORM_NAMES
         elif eigenvector is None or sign is None:
-            values, names = norms + [torch.full_like(norms[0], math.nan)] * 5, SCALAR_NAMES
+            missing = torch.full((5,), math.nan, dtype=norms.dtype, device=norms.device)
+            values, names = torch.cat([norms, missing, tracker.eigenvalue_tensor(norms)[None]]), TRACKING_NAMES
         else:
-            values = [
-                *norms,
-                cosine(ascent.perturbation, eigenvector),
-                angle_degrees(ascent.gradient, eigenvector),
-                angle_degrees(adversarial, eigenvector),
-                angle_degrees(direction, eigenvector),
-                sign.to(norms[0].dtype),
-            ]
-            names = SCALAR_NAMES
+            angles = _angles(norms, perturbation, ascent.gradient, adversarial, direction, eigenvector)
+            values = torch.cat([norms, angles, sign.to(norms.dtype)[None], tracker.eigenvalue_tensor(norms)[None]])
+            names = TRACKING_NAMES
         return StepRecord(
             step=self.step_count,
             refreshed=ascent.refreshed,
-            eigenvalue=math.nan if tracker is None else tracker.eigenvalue,
             gradient=ascent.gradient,
-            perturbation=ascent.perturbation,
-            scalar_values=torch.stack(values),
+            perturbation=perturbation,
+            scalar_values=values,
             scalar_names=names,
             tracking=tracker is not None,
         )
+
+
+def _angles(
+    norms: torch.Tensor,
+    perturbation: torch.Tensor,
+    gradient: torch.Tensor,
+    adversarial: torch.Tensor,
+    direction: torch.Tensor,
+    eigenvector: torch.Tensor,
+) -> torch.Tensor:
+    """cos∠(ε, v) and the angles ∠(g, v), ∠(g_adv, v), ∠(d, v) in degrees, ``(4,)``, from ``norms`` = (‖g‖, ‖ε‖,
+    ‖g_adv‖): the formulas of ``rules.cosine`` and ``rules.angle_degrees``, with each norm taken once."""
+    direction_norm = norms[2] if direction is adversarial else direction.norm()
+    lengths = torch.stack([norms[1], norms[0], norms[2], direction_norm]) * eigenvector.norm()
+    dots = torch.stack([torch.dot(vector, eigenvector) for vector in (perturbation, gradient, adversarial, direction)])
+    cosines = torch.where(lengths > 0, dots / lengths, torch.full_like(dots, math.nan))
+    return torch.cat([cosines[:1], torch.rad2deg(torch.arccos(cosines[1:].clamp(-1.0, 1.0)))])

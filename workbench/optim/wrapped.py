@@ -99,7 +99,6 @@ class WrappedOptimizer(torch.optim.Optimizer):
         record = StepRecord(
             step=self.step_count,
             refreshed=False,
-            eigenvalue=float("nan"),
             gradient=gradient,
             perturbation=None,
             scalar_values=gradient.new_full((1,), float("nan")),

@@ -24,9 +24,11 @@ class XSAM(SharpnessAware):
 
     * ε = ρ·ĝ (SAM), g_adv = ∇L(θ + ε); v is estimated at θ (before the first pass, on the same batch) and
       applied to g_adv taken at θ + ε.
-    * v: ``power_iters`` warm-started power iterations with exact double-backprop Hessian-vector products, in
-      eval mode when ``model`` is given, refreshed before steps t = freq, 2·freq, ... (``step % freq == 0 and
-      step > 0``; per epoch with ``epoch_length``, as the script's ``enumerate(train_loader)`` counts). Before
+    * v: 5 warm-started power iterations with exact double-backprop Hessian-vector products (``refresh="power"``;
+      the default ``refresh="ritz"`` spends 4 products by Rayleigh–Ritz instead, measured closer to v1 in
+      benchmarks/RESULTS.md), in eval mode when ``model`` is given, refreshed before steps t = freq, 2·freq, ...
+      (``step % freq == 0 and step > 0``; per epoch with ``epoch_length``, as the script's
+      ``enumerate(train_loader)`` counts). Before
       the first refresh there is no v and the step is exactly SAM's (the base optimizer gets g_adv unchanged).
     * with v: the base optimizer (its momentum and weight decay included) gets g̃, built from the unit ĝa.
 
@@ -60,7 +62,12 @@ class XSAM(SharpnessAware):
         alpha: α ∈ [0, 2] (published default 0.2): 1 removes the v-component, 2 reflects it; more would
             over-reflect. A per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3); the same in every group.
-        power_iters: Hessian-vector products per refresh, ≥ 1 (published 5).
+        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: 4 for ``refresh="ritz"``, 5 (published)
+            for ``refresh="power"``.
+        refresh: how v is re-estimated (see ``EigenTracker``): ``"ritz"`` (default: Rayleigh–Ritz on the
+            warm-started Krylov space plus a free power step; better aligned with v1 than the published estimate
+            in benchmarks/RESULTS.md, with fewer products) or ``"power"`` (published: warm-started power iteration;
+            ``refresh="power"`` with the default ``power_iters`` is the published method exactly).
         normalize_direction, angle_gate, orientation: the switches above.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or ``None``.
@@ -73,8 +80,9 @@ class XSAM(SharpnessAware):
         rho: float = 0.05,
         alpha: float = 0.2,
         freq: int = 5,
-        power_iters: int = 5,
+        power_iters: int | None = None,
         *,
+        refresh: str = "ritz",
         normalize_direction: bool = True,
         angle_gate: bool = False,
         orientation: str = "as_computed",
@@ -86,7 +94,7 @@ class XSAM(SharpnessAware):
         self.normalize_direction = check_choice("normalize_direction", normalize_direction, (True, False))
         self.angle_gate = check_choice("angle_gate", angle_gate, (False, True))
         self.orientation_convention = check_choice("orientation", orientation, ORIENTATIONS)
-        tracker = EigenTracker(freq, power_iters, seed=seed, epoch_length=epoch_length)
+        tracker = EigenTracker(freq, power_iters, refresh=refresh, seed=seed, epoch_length=epoch_length)
         settings = {"alpha": alpha, "freq": freq}
         super().__init__(
             params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs

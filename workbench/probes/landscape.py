@@ -1,10 +1,11 @@
 """Loss (and accuracy) on 1-D and 2-D slices of parameter space: θ + α·d and θ + α·d₁ + β·d₂.
 
 The grid points are evaluated ``chunk_size`` at a time with ``torch.func.functional_call`` on stacked parameter
-sets, never by copying the model or perturbing it in place: under ``torch.func.vmap`` a chunk is one batched
-forward pass per data batch (the default off the CPU), or the chunk's points are called one by one (the
-default on a CPU, where that was measured faster). The model is in eval mode and its parameters, buffers and
-flags are left untouched. Directions come from ``workbench.probes.directions``.
+sets under ``torch.func.vmap`` (one batched forward pass per chunk and data batch; the default off the CPU), or
+one by one on a private copy of the model whose parameters are overwritten in place (the default on a CPU,
+compiled with ``torch.compile`` when the grid is large enough to repay it; ``workbench.probes.pointwise``). The
+user's model is in eval mode and its parameters, buffers and flags are left untouched. Directions come from
+``workbench.probes.directions``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def loss_slice_1d(
     params: Iterable[torch.nn.Parameter] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     vectorize: bool | None = None,
-    torch_compile: bool = False,
+    torch_compile: bool | None = None,
 ) -> LossSlice1D:
     """The loss at θ + α·d for every α in ``coords``.
 
@@ -104,10 +105,12 @@ def loss_slice_1d(
         params: the parameters d covers (default: all that require grad).
         chunk_size: grid points evaluated together, ≥ 1; with ``vectorize`` memory grows linearly with it.
         vectorize: True pushes each chunk through one ``vmap``-ed forward pass over its stacked parameter sets;
-            False calls the functional forward once per point. None (default): vmap off the CPU, per point on
-            the CPU, where vmap was measured 0.6–0.9× the speed of a plain loop for CNNs (benchmarks/RESULTS.md).
-        torch_compile: compile the forward pass with ``torch.compile`` first: a one-off 4–16 s on a CPU, then
-            3–6× faster per point there (fused BatchNorm/ReLU/pooling); the fastest CPU option measured.
+            False evaluates point by point on a private copy of the model. None (default): vmap off the CPU, point
+            by point on the CPU, where vmap was measured slower than a plain loop for CNNs (benchmarks/RESULTS.md).
+        torch_compile: True compiles the forward pass with ``torch.compile`` (a one-off 4–16 s on a CPU, cached per
+            model when point by point, then 3–6× faster per point there); False never compiles. None (default):
+            point by point on a CPU, compile when one timed point says the grid would take long enough eagerly to
+            repay the compilation (the CIFAR-shaped CNN of the benchmark: yes; a small MLP on digits: no).
 
     Raises:
         ValueError: for a direction of the wrong size, empty or non-finite coords, or chunk_size < 1.
@@ -117,7 +120,9 @@ def loss_slice_1d(
     objective = PerturbedLoss(model, loss_fn, data, params=params)
     flat = _direction(direction, objective, "direction")
     chunks = offset_chunks(torch.from_numpy(alphas)[:, None], flat[None], chunk_size)
-    losses, accuracies = objective.losses(chunks, accuracy=accuracy, vectorize=vectorize, torch_compile=torch_compile)
+    losses, accuracies = objective.losses(
+        chunks, accuracy=accuracy, vectorize=vectorize, torch_compile=torch_compile, num_points=alphas.size
+    )
     return LossSlice1D(
         coords=alphas,
         loss=losses.numpy(),
@@ -139,7 +144,7 @@ def loss_slice_2d(
     params: Iterable[torch.nn.Parameter] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     vectorize: bool | None = None,
-    torch_compile: bool = False,
+    torch_compile: bool | None = None,
 ) -> LossSlice2D:
     """The loss at θ + x·d₁ + y·d₂ on the grid ``xs × ys``.
 
@@ -161,7 +166,9 @@ def loss_slice_2d(
     mesh_x, mesh_y = np.meshgrid(grid_xs, grid_ys)
     coefficients = torch.from_numpy(np.stack([mesh_x.ravel(), mesh_y.ravel()], axis=1))
     chunks = offset_chunks(coefficients, directions, chunk_size)
-    losses, accuracies = objective.losses(chunks, accuracy=accuracy, vectorize=vectorize, torch_compile=torch_compile)
+    losses, accuracies = objective.losses(
+        chunks, accuracy=accuracy, vectorize=vectorize, torch_compile=torch_compile, num_points=len(coefficients)
+    )
     shape = (grid_ys.size, grid_xs.size)
     norms = directions.norm(dim=1)
     return LossSlice2D(

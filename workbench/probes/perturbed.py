@@ -1,9 +1,10 @@
 """A model's loss at perturbed parameters θ + δ, computed functionally: the model itself is never modified.
 
 ``PerturbedLoss`` holds the model, the loss, the data and the flat base point θ. It gives the loss and its
-gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points, a chunk
-of stacked parameter sets at a time: ``torch.func.functional_call`` under ``torch.func.vmap`` (one batched
-forward pass per chunk), or called point by point, optionally through ``torch.compile``. The model is in eval
+gradient at one point (for ascent probes) and the losses, optionally the accuracies, at many points: a chunk of
+stacked parameter sets at a time with ``torch.func.functional_call`` under ``torch.func.vmap`` (one batched
+forward pass per chunk), or point by point on a private copy of the model (``workbench.probes.pointwise``),
+eagerly or through ``torch.compile``, chosen automatically unless told. The model is in eval
 mode throughout (BatchNorm uses its running statistics and updates nothing) and its own flags are restored
 afterwards.
 """
@@ -20,6 +21,7 @@ from workbench.inputs import Data, LossFn, as_batches, check_scalar_loss, param_
 from workbench.losses import LossModule, as_batch_loss
 from workbench.modes import eval_mode
 from workbench.params import flatten, unflatten
+from workbench.probes.pointwise import point_model_for, pointwise_losses
 
 #: (parameter values, batch) -> (loss, accuracy), for one point or, vmapped, for a chunk of points.
 PointMetrics = Callable[[list[torch.Tensor], Any], tuple[torch.Tensor, torch.Tensor]]
@@ -56,7 +58,8 @@ class PerturbedLoss:
         self.loss_fn = loss_fn
         self.module = LossModule(model, as_batch_loss(loss_fn))
         self.params = select_params(model, params)
-        self.names = [f"model.{name}" for name in param_names(model, self.params)]
+        self.model_names = param_names(model, self.params)  # as model.named_parameters() gives them
+        self.names = [f"model.{name}" for name in self.model_names]  # the same, in self.module
         self.batches = as_batches(data)
         self.base = flatten([p.detach() for p in self.params])
         self.device = self.base.device
@@ -98,7 +101,8 @@ class PerturbedLoss:
         *,
         accuracy: bool = False,
         vectorize: bool | None = None,
-        torch_compile: bool = False,
+        torch_compile: bool | None = None,
+        num_points: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss (and accuracy) at θ + δ for every row δ of every chunk ``(c, n)``, in order.
 
@@ -108,19 +112,45 @@ class PerturbedLoss:
             accuracy: also return the fraction of samples whose arg-max class (dim 1) equals the integer target
                 (an ``(outputs, targets)`` loss with class scores ``(batch, classes, ...)``, targets
                 ``(batch, ...)``).
-            vectorize: True evaluates a chunk in one ``torch.func.vmap`` call over its stacked parameter sets;
-                False calls the same functional forward once per point (also the way out for models ``vmap``
-                cannot trace, e.g. data-dependent Python control flow). None (default) vectorises off the CPU
-                only: on a CPU a forward pass over a batch is compute-bound, vmap saves no work there and turns
-                convolutions into slower grouped ones (benchmarks/RESULTS.md, "Landscape grid").
-            torch_compile: run the point function through ``torch.compile`` (a one-off compilation of seconds;
-                then fused kernels: 3.2× (digits CNN) and 6.1× (CIFAR-shaped CNN) the speed of the in-place loop per
-                point on one CPU thread in that benchmark).
+            vectorize: True evaluates a chunk in one ``torch.func.vmap`` call over its stacked parameter sets
+                (``functional_call``); False evaluates point by point on a private copy of the model whose
+                parameters are overwritten in place (``workbench.probes.pointwise``; channels-last for images on a
+                CPU), falling back to ``functional_call`` per point when the model cannot be deep-copied (also the
+                way out for models ``vmap`` cannot trace, e.g. data-dependent Python control flow). None (default)
+                vectorises off the CPU only: on a CPU a forward pass over a batch is compute-bound, vmap saves no
+                work there and turns convolutions into slower grouped ones (benchmarks/RESULTS.md, "Landscape
+                grid").
+            torch_compile: True runs the forward pass through ``torch.compile`` (a one-off compilation of
+                seconds, cached per model and loss function for the point-by-point path; then fused kernels); False
+                never does. None (default): False with ``vectorize``; point by point, compile when the points would
+                take long enough eagerly to repay it, judged from timed eager points
+                (``pointwise.COMPILE_PAYS_SECONDS``), on a CPU only.
+            num_points: how many offsets ``offset_chunks`` holds (for the automatic choice; None: never compile
+                unless told).
 
         Returns:
             ``(losses, accuracies)``: float64 CPU tensors ``(m,)``, ``accuracies`` None unless asked for.
         """
         vectorize = self.device.type != "cpu" if vectorize is None else bool(vectorize)
+        if not vectorize:
+            point_model = point_model_for(self.model, self.model_names, self.batches[0].data)
+            if point_model is not None:
+                points = (
+                    point
+                    for chunk in offset_chunks
+                    for point in self.base + chunk.to(device=self.device, dtype=self.base.dtype)
+                )
+                losses, corrects = pointwise_losses(
+                    point_model,
+                    points,
+                    self.batches,
+                    self.module.loss,
+                    accuracy=accuracy,
+                    torch_compile=torch_compile,
+                    num_points=num_points,
+                )
+                return losses, corrects
+        torch_compile = bool(torch_compile)
         evaluate = _evaluator(self._point_metrics(accuracy), vectorize, torch_compile)
         loss_parts: list[torch.Tensor] = []
         accuracy_parts: list[torch.Tensor] = []

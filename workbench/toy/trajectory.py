@@ -302,6 +302,7 @@ def _make_optimizer(method: str, param: torch.nn.Parameter, settings: RunSetting
     tracking = {
         "freq": settings.freq if settings.eigenvector == "power" else settings.steps,
         "power_iters": settings.power_iters,
+        "refresh": "power",
     }
     options = {
         "sgd": {},

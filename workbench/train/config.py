@@ -39,19 +39,20 @@ class TrainConfig:
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
     their own options, or ``None`` when the Trainer is given a user's own model and data (it records them so).
     The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
-    ``alpha``, ``freq``, ``power_iters``, ``eta``, ``normalize_direction``, ``angle_gate``, ``orientation``: one
-    field per option any registered optimizer takes) default to the optimizer's paper values when left ``None``,
-    and setting one the optimizer does not take is an error. ``m`` > 1 (m-sharpness) cuts each batch into m
-    chunks that ascend with their own ε and averages their adversarial gradients; ``perturbation_sync`` says how
-    the processes of a distributed run perturb (``workbench.distributed.passes``: ``"local"``, each with its own
-    shard's gradient, equals ``m`` = the number of processes; ``"global"``, one ε from the whole batch, equals a
-    single process). ``batch_size`` is the batch of a step over all processes. ``rho_schedule="lr"`` moves ρ
-    with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does). Training lasts ``steps`` optimizer steps if given,
-    else ``epochs`` epochs. Probes (λ1 and v1 by warm-started Lanczos, trace by Hutch++, angles, weight and logit
-    norms) run every ``probe_every`` steps on a fixed probe batch of ``probe_batch_size`` training samples;
-    ``probe_every=None`` turns them off. Two opt-in probes ride on the same schedule: ``probe_mechanism`` (∇λ1
-    and the step decomposition, ``workbench.train.mechanism_probe``) and ``probe_adaptive_rho`` (the adaptive
-    sharpness, ``workbench.train.scale_probe``).
+    ``alpha``, ``freq``, ``power_iters``, ``refresh``, ``eta``, ``normalize_direction``, ``angle_gate``,
+    ``orientation``: one field per option any registered optimizer takes) default to the optimizer's paper values
+    when left ``None`` (``refresh``: to the Rayleigh–Ritz estimate, measured better than the published power
+    iteration; see ``workbench.optim.EigenTracker``), and setting one the optimizer does not take is an error.
+    ``m`` > 1 (m-sharpness) cuts each batch into m chunks that ascend with their own ε and averages their
+    adversarial gradients; ``perturbation_sync`` says how the processes of a distributed run perturb
+    (``workbench.distributed.passes``: ``"local"``, each with its own shard's gradient, equals ``m`` = the number of
+    processes; ``"global"``, one ε from the whole batch, equals a single process). ``batch_size`` is the batch of a
+    step over all processes. ``rho_schedule="lr"`` moves ρ with the learning rate (ρ_t = ρ·lr_t/lr, as GSAM does).
+    Training lasts ``steps`` optimizer steps if given, else ``epochs`` epochs. Probes (λ1 and v1 by warm-started
+    Lanczos, trace by Hutch++, angles, weight and logit norms) run every ``probe_every`` steps on a fixed probe
+    batch of ``probe_batch_size`` training samples; ``probe_every=None`` turns them off. Two opt-in probes ride on
+    the same schedule: ``probe_mechanism`` (∇λ1 and the step decomposition, ``workbench.train.mechanism_probe``)
+    and ``probe_adaptive_rho`` (the adaptive sharpness, ``workbench.train.scale_probe``).
     """
 
     dataset: str | None = _option("mnist1d", "dataset name (its options: --dataset-option KEY=VALUE)")
@@ -66,6 +67,7 @@ class TrainConfig:
     alpha: float | None = _optimizer_option()
     freq: int | None = _optimizer_option()
     power_iters: int | None = _optimizer_option()
+    refresh: str | None = _optimizer_option()
     eta: float | None = _optimizer_option()
     normalize_direction: bool | None = _optimizer_option()
     angle_gate: bool | None = _optimizer_option()
