@@ -62,12 +62,7 @@ class XSAM(SharpnessAware):
         alpha: α ∈ [0, 2] (published default 0.2): 1 removes the v-component, 2 reflects it; more would
             over-reflect. A per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3); the same in every group.
-        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: 4 for ``refresh="ritz"``, 5 (published)
-            for ``refresh="power"``.
-        refresh: how v is re-estimated (see ``EigenTracker``): ``"ritz"`` (default: Rayleigh–Ritz on the
-            warm-started Krylov space plus a free power step; better aligned with v1 than the published estimate
-            in benchmarks/RESULTS.md, with fewer products) or ``"power"`` (published: warm-started power iteration;
-            ``refresh="power"`` with the default ``power_iters`` is the published method exactly).
+        power_iters, refresh: how v is re-estimated, as for ``EigenSAM``.
         normalize_direction, angle_gate, orientation: the switches above.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or ``None``.
