@@ -161,11 +161,18 @@ def check_writer(writer: Mapping[str, Any] | None, optimizer: torch.optim.Optimi
     if not isinstance(writer, Mapping):
         raise ValueError("the state has no 'writer' record (optimizer class, world size): it cannot be checked")
     ours = writer_record(optimizer)
-    for key, meaning in (("optimizer", "optimizer class"), ("world_size", "world size")):
-        if writer.get(key) != ours[key]:
-            raise ValueError(
-                f"the state was written with {meaning} {writer.get(key)!r} and cannot continue with {ours[key]!r}"
-            )
+    if writer.get("optimizer") != ours["optimizer"]:
+        raise ValueError(
+            f"the state was written with optimizer class {writer.get('optimizer')!r} and cannot continue with "
+            f"{ours['optimizer']!r}"
+        )
+    saved_world = writer.get("world_size")
+    if saved_world != ours["world_size"]:
+        raise ValueError(
+            f"the state was written with world size {saved_world} and cannot continue with {ours['world_size']}: it "
+            f"was taken by a run on {saved_world} process(es); resume it on {saved_world} (torchrun --nproc-per-node "
+            f"{saved_world} …), as its batches are sharded"
+        )
 
 
 # -- random-number generators as plain values ----------------------------------------------------------------------

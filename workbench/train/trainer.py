@@ -489,12 +489,6 @@ class Trainer:
                 f"the checkpoint was taken with a different config ({', '.join(keys)} differ); build the Trainer "
                 "from its config"
             )
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.world_size:
-            raise ValueError(
-                f"the checkpoint was taken by a run on {saved_world} process(es) and this one has {self.world_size}: "
-                f"resume it on {saved_world} (torchrun --nproc-per-node {saved_world} …), as its batches are sharded"
-            )
         check_writer(state.get("writer"), self.optimizer)
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
