@@ -41,7 +41,7 @@ from benchmarks.workloads import WORKLOADS, make_workload
 from workbench.curvature import HessianOperator, SymmetricOperator, power_iterate, top_eigenpairs
 from workbench.optim import SAM, XSAM, EigenSAM, SharpnessAware
 from workbench.optim.rules import cosine
-from workbench.optim.tracker import DEFAULT_PRODUCTS
+from workbench.optim.tracker import DEFAULT_PRODUCTS, DEFAULT_TOLERANCE
 
 BATCH = 128
 CLASSES = 10
@@ -91,15 +91,17 @@ BASE = {"lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
 WINDOW = 20  # steps per timed window, a multiple of every freq below except Eigen-SAM's (which uses 100)
 
 # name: (optimizer class or None for plain SGD, its keyword arguments, steps per timed window)
-OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int | str], int]] = {
+OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int | str | float], int]] = {
     "SGD": (None, {}, WINDOW),
     "SAM": (SAM, {}, WINDOW),
     "Eigen-SAM (freq 100)": (EigenSAM, {"refresh": "power"}, 100),
     "Eigen-SAM (freq 100, 3 iters)": (EigenSAM, {"refresh": "power", "power_iters": 3}, 100),
-    "Eigen-SAM (freq 100, ritz 4: default)": (EigenSAM, {}, 100),
+    "Eigen-SAM (freq 100, ritz 4)": (EigenSAM, {"power_iters": 4, "refresh_tol": 0.0}, 100),
+    "Eigen-SAM (freq 100, ritz tol 0.1: default)": (EigenSAM, {}, 100),
     "X-SAM (freq 5)": (XSAM, {"refresh": "power"}, WINDOW),
     "X-SAM (freq 10)": (XSAM, {"refresh": "power", "freq": 10}, WINDOW),
-    "X-SAM (freq 5, ritz 4: default)": (XSAM, {}, WINDOW),
+    "X-SAM (freq 5, ritz 4)": (XSAM, {"power_iters": 4, "refresh_tol": 0.0}, WINDOW),
+    "X-SAM (freq 5, ritz tol 0.1: default)": (XSAM, {}, WINDOW),
 }
 TRACKING = (EigenSAM, XSAM)
 #: The steps alone, without refreshes (v set once at random), for the paired comparison.
@@ -139,11 +141,13 @@ def measure_overhead(rounds: int, quick: bool, workload: str) -> None:
     steps = {name: build_step(template, batch, factory, kwargs) for name, (factory, kwargs, _) in OPTIMIZERS.items()}
     budgets = sorted({_rule(kwargs) for factory, kwargs, _ in OPTIMIZERS.values() if factory})
     refreshers = {
-        (rule, iters): EigenSAM(template.parameters(), refresh=rule, power_iters=iters, model=template)
-        for rule, iters in budgets
+        (rule, iters, tol): EigenSAM(
+            template.parameters(), refresh=rule, power_iters=iters, refresh_tol=tol, model=template
+        )
+        for rule, iters, tol in budgets
     }
     seconds: dict[str, list[float]] = {name: [] for name in OPTIMIZERS}
-    refresh_seconds: dict[tuple[str, int], list[float]] = {budget: [] for budget in budgets}
+    refresh_seconds: dict[tuple[str, int, float | None], list[float]] = {budget: [] for budget in budgets}
     for round_index in range(rounds + 1):
         for name, (step, _) in steps.items():
             window = 2 if quick else OPTIMIZERS[name][2]
@@ -171,17 +175,23 @@ def measure_overhead(rounds: int, quick: bool, workload: str) -> None:
         to_sam = statistics.median(v / s for v, s in zip(values, seconds["SAM"], strict=True))
         optimizer = steps[name][1]
         tracker = getattr(optimizer, "tracker", None)
-        budget = (tracker.rule, tracker.power_iters) if tracker is not None else None
+        budget = (tracker.rule, tracker.power_iters, tracker.refresh_tol) if tracker is not None else None
         floor = "" if tracker is None else f"{1 + refresh[budget] / (tracker.freq * sam):11.3f}"
         print(f"{name:38s} {1e3 * statistics.median(values):11.1f} {to_sgd:7.3f} {to_sam:7.3f} {floor}")
-    for (rule, iters), value in refresh.items():
-        print(f"refresh alone, {rule}, {iters} HVPs: {1e3 * value:.0f} CPU ms = {value / sam:.2f} SAM steps")
+    for (rule, iters, tol), value in refresh.items():
+        tracker = refreshers[rule, iters, tol].tracker
+        used = tracker.num_hvps / tracker.num_refreshes  # a tolerance may stop early: the products it took
+        print(
+            f"refresh alone, {rule}, at most {iters} HVPs, tol {tol}: {used:.1f} HVPs, {1e3 * value:.0f} CPU ms = "
+            f"{value / sam:.2f} SAM steps"
+        )
 
 
-def _rule(kwargs: dict[str, int | str]) -> tuple[str, int]:
-    """(refresh rule, products per refresh) of an optimizer's keyword arguments."""
+def _rule(kwargs: dict[str, int | str | float]) -> tuple[str, int, float | None]:
+    """(refresh rule, most products per refresh, Ritz tolerance) of an optimizer's keyword arguments."""
     rule = str(kwargs.get("refresh", "ritz"))
-    return rule, int(kwargs.get("power_iters", DEFAULT_PRODUCTS[rule]))
+    tol = kwargs.get("refresh_tol", DEFAULT_TOLERANCE) if rule == "ritz" else None
+    return rule, int(kwargs.get("power_iters", DEFAULT_PRODUCTS[rule])), None if tol is None else float(tol)
 
 
 def measure_paired(repeats: int, workload: str) -> None:

@@ -78,6 +78,7 @@ def measured(trainer: Trainer) -> dict[str, object]:
     return {
         "params": flatten([param.detach() for param in trainer.model.parameters()]),
         "vector": None if tracker is None or tracker.vector is None else tracker.vector.clone(),
+        "products": 0 if tracker is None else tracker.num_hvps,
         "history": trainer.history.to_frame(),
     }
 

@@ -186,9 +186,39 @@ def test_ritz_refresh_survives_an_invariant_start():
     torch.testing.assert_close(result.eigenvectors[0].abs(), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
 
 
+@pytest.mark.parametrize("tol", [0.5, 0.1, 1e-2, 1e-4])
+def test_ritz_refresh_with_tol_stops_at_the_first_budget_whose_residual_meets_it(tol):
+    """With ``tol``: the result of the smallest budget m ≥ 2 whose top Ritz pair has ‖Hy − θy‖ ≤ tol·|θ| (or of the
+    whole budget), identical to a fixed-budget call with m products; the residual it tests equals the explicit one."""
+    matrix, _ = _symmetric([6.0, 5.0, 3.0, 1.0, 0.5, -2.0, -0.1])
+    start = torch.tensor([1.0, 0.3, -0.2, 0.5, 0.1, 0.0, 0.7], dtype=torch.float64)
+    fixed = {m: ritz_refresh(DenseOperator(matrix), start, m) for m in range(1, 7)}
+    relative = {m: float(result.residuals[0] / result.eigenvalues[0].abs()) for m, result in fixed.items()}
+    expected = next((m for m in range(2, 7) if relative[m] <= tol), 6)
+    op = DenseOperator(matrix)
+    result = ritz_refresh(op, start, 6, tol=tol, min_products=2)
+    assert result.num_hvps == expected == op.num_hvps
+    assert result.converged is (relative[expected] <= tol)
+    torch.testing.assert_close(result.eigenvectors, fixed[expected].eigenvectors)
+    torch.testing.assert_close(result.eigenvalues, fixed[expected].eigenvalues)
+
+
+def test_ritz_refresh_with_tol_takes_min_products_even_from_an_eigenvector():
+    matrix, q = _symmetric([4.0, 3.0, 1.0, -1.0])
+    op = DenseOperator(matrix)
+    result = ritz_refresh(op, q[:, 0], 5, tol=0.1, min_products=3)
+    assert result.num_hvps == 3 and result.converged
+    assert float(torch.dot(result.eigenvectors[0], q[:, 0]).abs()) == pytest.approx(1.0, abs=1e-12)
+    assert ritz_refresh(op, None, 2, tol=0.0).converged is False  # a random start is no eigenvector
+
+
 def test_ritz_refresh_bad_arguments():
     op = DenseOperator(torch.eye(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="products must be an integer >= 1"):
         ritz_refresh(op, None, 0)
+    with pytest.raises(ValueError, match="tol must be"):
+        ritz_refresh(op, None, 2, tol=-0.1)
+    with pytest.raises(ValueError, match="min_products must be an integer >= 1"):
+        ritz_refresh(op, None, 2, tol=0.1, min_products=0)
     with pytest.raises(ValueError, match=r"init must have shape \(3,\)"):
         ritz_refresh(op, torch.ones(4), 2)

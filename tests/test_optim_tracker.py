@@ -128,7 +128,8 @@ def test_refresh_agrees_with_top_eigenpairs_on_the_batch_hessian(cnn_problem):
 
 
 def test_default_ritz_refresh_agrees_with_top_eigenpairs_on_the_batch_hessian(cnn_problem):
-    """The default refresh (Rayleigh–Ritz, 4 products, through the closure in eval mode) against Lanczos."""
+    """The default refresh (Rayleigh–Ritz to a residual tolerance, through the closure in eval mode) against
+    Lanczos: started at v1 it stops after the fewest products, 2."""
     model, x, y = cnn_problem.model, cnn_problem.inputs, cnn_problem.targets
     exact = top_eigenpairs(HessianOperator(model, F.cross_entropy, (x, y)), k=1, tol=1e-8)
 
@@ -140,7 +141,7 @@ def test_default_ritz_refresh_agrees_with_top_eigenpairs_on_the_batch_hessian(cn
     warm = EigenSAM(model.parameters(), lr=0.1, model=model)
     warm.tracker.set_vector(exact.eigenvectors[0])
     warm.refresh_eigenvector(closure)
-    assert warm.tracker.num_hvps == 4
+    assert warm.tracker.num_hvps == 2
     assert float(torch.dot(warm.tracker.vector, exact.eigenvectors[0])) > 1 - 1e-8
     assert warm.tracker.eigenvalue == pytest.approx(float(exact.eigenvalues[0]), rel=1e-8)
     cold = EigenSAM(model.parameters(), lr=0.1, power_iters=40, model=model)
@@ -236,6 +237,22 @@ def test_ritz_refresh_by_hand_and_its_eigenvalue():
     assert tracker.num_hvps == 2 + 3
 
 
+def test_ritz_refresh_stops_at_its_tolerance_or_spends_the_whole_budget_with_zero():
+    """λ2/λ1 = 0.9 from a poor start: the default tolerance stops before the budget of 6 once the residual is
+    ≤ 0.1·θ; tolerance 0 always spends all 6."""
+    op, q = dense(1.0, 0.9, 0.5, 0.3, 0.1, 0.0, -0.2, seed=2)
+    start = q[:, 0] + 0.3 * q[:, 1] + 0.2 * q[:, 2]
+    spent = {}
+    for tol in (None, 0.0):
+        tracker = EigenTracker(freq=1, refresh_tol=tol)
+        tracker.set_vector(start)
+        result = tracker.refresh(op)
+        spent[tol] = tracker.num_hvps
+        if tol is None:
+            assert result.converged and float(result.residuals[0]) <= 0.1 * float(result.eigenvalues[0])
+    assert 2 <= spent[None] < spent[0.0] == 6
+
+
 @pytest.mark.parametrize("side", [1.0, -1.0])
 def test_ritz_refresh_keeps_the_side_of_the_previous_vector(side):
     op, q = dense(4.0, 1.0, 0.5, 0.2)
@@ -250,8 +267,8 @@ def test_ritz_refresh_beats_power_at_equal_products_on_a_small_gap():
     op, q = dense(1.0, 0.9, 0.5, 0.3, 0.1, 0.0, seed=2)
     start = q[:, 0] + q[:, 1] + q[:, 2]
     misalignment = {}
-    for rule in ("power", "ritz"):
-        tracker = EigenTracker(freq=1, power_iters=4, refresh=rule)
+    for rule, tol in (("power", None), ("ritz", 0.0)):
+        tracker = EigenTracker(freq=1, power_iters=4, refresh=rule, refresh_tol=tol)
         tracker.set_vector(start)
         tracker.refresh(op)
         misalignment[rule] = 1 - float(torch.dot(tracker.vector, q[:, 0]).abs())
@@ -262,7 +279,13 @@ def test_refresh_rule_is_checked_and_reachable_from_the_optimizers():
     with pytest.raises(ValueError, match="refresh must be one of 'ritz', 'power'"):
         EigenTracker(freq=1, refresh="lanczos")
     param = torch.nn.Parameter(torch.zeros(2))
-    assert (EigenSAM([param]).tracker.rule, EigenSAM([param]).tracker.power_iters) == ("ritz", 4)
+    default = EigenSAM([param]).tracker
+    assert (default.rule, default.power_iters, default.refresh_tol) == ("ritz", 6, 0.1)
     published = XSAM([param], refresh="power").tracker
-    assert (published.rule, published.power_iters) == ("power", 5)
+    assert (published.rule, published.power_iters, published.refresh_tol) == ("power", 5, None)
+    assert XSAM([param], refresh_tol=0.0).tracker.refresh_tol == 0.0
+    with pytest.raises(ValueError, match="refresh_tol applies to refresh='ritz' only"):
+        EigenSAM([param], refresh="power", refresh_tol=0.1)
+    with pytest.raises(ValueError, match="refresh_tol must be"):
+        XSAM([param], refresh_tol=-1.0)
     assert EigenSAM([param], refresh="power", power_iters=3).tracker.power_iters == 3

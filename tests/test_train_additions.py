@@ -71,7 +71,10 @@ def test_a_checkpoint_taken_at_a_boundary_event_resumes_exactly(tmp_path):
         ("sgd", {}),
         ("sam", {"rho": 0.05}),
         ("asam", {"rho": 0.5, "eta": 0.01}),
-        ("eigensam", {"rho": 0.1, "alpha": 0.2, "freq": 100, "power_iters": None, "refresh": "ritz"}),
+        (
+            "eigensam",
+            {"rho": 0.1, "alpha": 0.2, "freq": 100, "power_iters": None, "refresh": "ritz", "refresh_tol": None},
+        ),
         (
             "xsam",
             {
@@ -80,6 +83,7 @@ def test_a_checkpoint_taken_at_a_boundary_event_resumes_exactly(tmp_path):
                 "freq": 5,
                 "power_iters": None,
                 "refresh": "ritz",
+                "refresh_tol": None,
                 "normalize_direction": True,
                 "angle_gate": False,
                 "orientation": "as_computed",

@@ -122,58 +122,77 @@ def power_iterate(op: SymmetricOperator, init: torch.Tensor | None, steps: int, 
 
 
 def ritz_refresh(
-    op: SymmetricOperator, init: torch.Tensor | None, products: int, *, keep: int = 2, seed: int = 0
+    op: SymmetricOperator,
+    init: torch.Tensor | None,
+    products: int,
+    *,
+    keep: int = 2,
+    seed: int = 0,
+    tol: float | None = None,
+    min_products: int = 2,
 ) -> EigenResult:
-    """A fixed budget of ``products`` Hessian-vector products spent on a warm-started Rayleigh–Ritz estimate.
+    """Warm-started Rayleigh–Ritz with a budget of at most ``products`` Hessian-vector products.
 
     The basis holds the rows of ``init`` (``(r, n)``, e.g. the previous refresh's top Ritz vectors; r ≤
-    ``products``), extended by the Krylov vectors H q₀, H² q₀, … of its first row q₀ until it has ``products``
-    vectors, each orthogonalised against the others (Gram–Schmidt, twice). Each basis vector costs one product;
-    Rayleigh–Ritz on the basis gives the Ritz pairs (θᵢ, yᵢ), and the top vector takes one more power step for free
-    from the stored products: v = H y₁ / ‖H y₁‖ = W s₁ / ‖W s₁‖ (W = H Q). With a single start this is Lanczos
-    plus that free step: v lies in the Krylov space of dimension ``products + 1``, as after ``products`` power
-    iterations, but is chosen within it by Rayleigh–Ritz instead of being the last power iterate.
+    ``products``), extended by the Krylov vectors H q₀, H² q₀, … of its first row q₀, each orthogonalised against
+    the others (Gram–Schmidt, twice). Each basis vector costs one product; Rayleigh–Ritz on the basis gives the Ritz
+    pairs (θᵢ, yᵢ), and the top vector takes one more power step for free from the stored products:
+    v = H y₁ / ‖H y₁‖ = W s₁ / ‖W s₁‖ (W = H Q). With a single start this is Lanczos plus that free step: v lies in
+    the Krylov space of dimension m + 1 after m products, as after m power iterations, but is chosen within it by
+    Rayleigh–Ritz instead of being the last power iterate.
 
-    Everything stays on ``op``'s device except the ``(m, m)`` projected matrices, copied to the host once for
-    their eigendecomposition (one synchronisation per call). A basis vector that collapses (an invariant subspace)
-    is dropped by the Rayleigh–Ritz step (its Gram eigenvalue is below 1e-10 of the largest).
+    Stopping: with ``tol`` None, exactly ``products`` products. With ``tol``, the basis stops growing once it holds
+    at least ``min_products`` vectors and the top Ritz pair's relative residual ‖H y₁ − θ₁ y₁‖ / |θ₁| is at most
+    ``tol`` (checked before each further product, from the projected matrices alone: no extra product), or at
+    ``products``. A warm start close to v1 then costs few products and a poor one gets the whole budget.
+
+    Everything stays on ``op``'s device except the ``(m, m)`` projected matrices, copied to the host for their
+    eigendecomposition: once per call with a fixed budget, once per check with ``tol``. A basis vector that
+    collapses (an invariant subspace) is dropped by the Rayleigh–Ritz step (its Gram eigenvalue is below 1e-10 of
+    the largest).
 
     Args:
         op: a ``SymmetricOperator`` of size n.
         init: warm start ``(n,)`` or ``(r, n)``, or ``None`` for a seeded random start (as ``power_iterate``).
-        products: the budget m ≥ 1; exactly m products are taken.
+        products: the budget m ≥ 1 (with ``tol``: the most products).
         keep: Ritz pairs returned, ≥ 1 (the top one with the free power step; the others as Ritz vectors, e.g.
             to warm-start the next call with two rows).
         seed: seed of the random start when ``init`` is ``None``.
+        tol: relative residual ≥ 0 at which to stop early, or ``None`` (a fixed budget).
+        min_products: the fewest products taken with ``tol``, ≥ 1.
 
     Returns:
         ``EigenResult`` with ``eigenvalues`` ``(k,)`` the Ritz values (on ``op``'s device; k = min(keep, rank)),
         ``eigenvectors`` ``(k, n)`` unit rows (row 0 is v), ``residuals`` the Ritz residual norms ‖H yᵢ − θᵢ yᵢ‖,
-        ``num_hvps`` = m, ``converged`` False, ``method`` ``"ritz"``.
+        ``num_hvps`` the products taken, ``converged`` whether ``tol`` was met (False without ``tol``), ``method``
+        ``"ritz"``.
     """
     products = check_int("products", products, minimum=1)
     keep = check_int("keep", keep, minimum=1)
+    tol = None if tol is None else check_float("tol", tol, minimum=0.0)
+    min_products = check_int("min_products", min_products, minimum=1)
     starts = _start_rows(op, init, seed)[:products]
     basis: list[torch.Tensor] = []
     images: list[torch.Tensor] = []
+
+    def extend(vector: torch.Tensor) -> None:
+        basis.append(_orthonormalised(vector, basis))
+        images.append(op.batched_matvec(basis[-1][None])[0])
+
     for start in starts:
-        basis.append(_orthonormalised(start, basis))
-        images.append(op.batched_matvec(basis[-1][None])[0])
+        extend(start)
     chain = 0  # the Krylov chain grows from the first start: q ← H q_chain, orthogonalised
-    while len(basis) < products:
-        basis.append(_orthonormalised(images[chain], basis))
-        images.append(op.batched_matvec(basis[-1][None])[0])
+    pairs = None
+    while True:
+        if (tol is not None and len(basis) >= min_products) or len(basis) == products:
+            pairs = _rayleigh_ritz(torch.stack(basis), torch.stack(images), keep)
+            if len(basis) == products or pairs.relative_residual <= tol:
+                break
+        extend(images[chain])
         chain = len(basis) - 1
+    coefficients = torch.from_numpy(pairs.coefficients).to(device=op.device, dtype=op.dtype)  # (m, k)
+    theta_device = torch.from_numpy(pairs.values).to(device=op.device, dtype=op.dtype)
     q, w = torch.stack(basis), torch.stack(images)
-    projected = torch.stack([q @ w.T, q @ q.T]).double().cpu().numpy()  # the one host copy; the rest is host work
-    stiffness, gram = (projected[0] + projected[0].T) / 2, (projected[1] + projected[1].T) / 2
-    gram_values, gram_vectors = np.linalg.eigh(gram)
-    usable = gram_values > 1e-10 * gram_values.max()
-    whitening = gram_vectors[:, usable] / np.sqrt(gram_values[usable])
-    theta, rotation = np.linalg.eigh(whitening.T @ stiffness @ whitening)
-    order = np.argsort(theta)[::-1][:keep]
-    coefficients = torch.from_numpy(whitening @ rotation[:, order]).to(device=op.device, dtype=op.dtype)  # (m, k)
-    theta_device = torch.from_numpy(theta[order].copy()).to(device=op.device, dtype=op.dtype)
     ritz, products_of_ritz = coefficients.T @ q, coefficients.T @ w
     residuals = (products_of_ritz - theta_device[:, None] * ritz).norm(dim=1)
     stepped = products_of_ritz[0] / products_of_ritz[0].norm().clamp_min(torch.finfo(op.dtype).tiny)
@@ -182,10 +201,39 @@ def ritz_refresh(
         eigenvalues=theta_device,
         eigenvectors=vectors / vectors.norm(dim=1, keepdim=True).clamp_min(torch.finfo(op.dtype).tiny),
         residuals=residuals,
-        num_hvps=products,
-        converged=False,
+        num_hvps=len(basis),
+        converged=tol is not None and pairs.relative_residual <= tol,
         method="ritz",
     )
+
+
+@dataclass(frozen=True)
+class _RitzPairs:
+    """Rayleigh–Ritz on a basis Q ``(m, n)`` with images W = H Q: the top ``keep`` pairs in basis coordinates, each
+    Ritz vector signed to lie on the side of the first basis vector (eigh's sign is arbitrary, and rounding could
+    flip it between two runs of the same refresh)."""
+
+    coefficients: np.ndarray  # (m, k): Ritz vector i is Qᵀ coefficients[:, i]
+    values: np.ndarray  # (k,), descending
+    relative_residual: float  # ‖H y₁ − θ₁ y₁‖ / |θ₁| of the top pair
+
+
+def _rayleigh_ritz(q: torch.Tensor, w: torch.Tensor, keep: int) -> _RitzPairs:
+    """The Ritz pairs of ``q`` and ``w`` (one host copy of QWᵀ, QQᵀ and WWᵀ), with the top pair's residual
+    ‖Ws − θQs‖² = sᵀ(WWᵀ)s − 2θ·sᵀ(QWᵀ)s + θ²·sᵀ(QQᵀ)s taken from those matrices."""
+    cross, gram, images = torch.stack([q @ w.T, q @ q.T, w @ w.T]).double().cpu().numpy()
+    stiffness, gram = (cross + cross.T) / 2, (gram + gram.T) / 2
+    gram_values, gram_vectors = np.linalg.eigh(gram)
+    usable = gram_values > 1e-10 * gram_values.max()
+    whitening = gram_vectors[:, usable] / np.sqrt(gram_values[usable])
+    theta, rotation = np.linalg.eigh(whitening.T @ stiffness @ whitening)
+    order = np.argsort(theta)[::-1][:keep]
+    coefficients = whitening @ rotation[:, order]
+    coefficients *= np.where(coefficients[0] < 0, -1.0, 1.0)  # each Ritz vector on the first start's side
+    top, value = coefficients[:, 0], theta[order[0]]
+    squared = top @ images @ top - 2 * value * (top @ stiffness @ top) + value**2 * (top @ gram @ top)
+    relative = float(np.sqrt(max(squared, 0.0)) / max(abs(value), np.finfo(np.float64).tiny))
+    return _RitzPairs(coefficients, theta[order].copy(), relative)
 
 
 def _orthonormalised(vector: torch.Tensor, basis: list[torch.Tensor]) -> torch.Tensor:

@@ -23,8 +23,9 @@ class EigenSAM(SharpnessAware):
     v is re-estimated by an ``EigenTracker`` with the published schedule (see there) from exact double-backprop
     Hessian-vector products on step t's batch at θ, in eval mode when ``model`` is given, before steps t = freq,
     2·freq, ... (per epoch with ``epoch_length``). Published estimate: 5 warm-started power iterations
-    (``refresh="power"``); default: 4 products spent by Rayleigh–Ritz on the same warm-started Krylov space
-    (``refresh="ritz"``), measured closer to v1 at lower cost (benchmarks/RESULTS.md).
+    (``refresh="power"``); default: 2-6 products spent by Rayleigh–Ritz on the same warm-started Krylov space until
+    the top Ritz pair's relative residual is at most ``refresh_tol`` = 0.1 (``refresh="ritz"``), measured closer to
+    v1 at lower cost (benchmarks/RESULTS.md).
 
     Before the first refresh there is no v and the step is exactly SAM's (ε = ρ·ĝ). Reading of the published code:
     ``utils.py`` and the training script ``train.py`` of github.com/RitianLuo/EigenSAM (the same loop is shipped in
@@ -37,12 +38,15 @@ class EigenSAM(SharpnessAware):
         rho: ρ > 0 (published default 0.1); a per-group setting.
         alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM); a per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 100); a group setting, the same in every group.
-        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: 4 for ``refresh="ritz"``, 5 (published)
-            for ``refresh="power"``.
+        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: at most 6 for ``refresh="ritz"``,
+            5 (published) for ``refresh="power"``.
         refresh: how v is re-estimated (see ``EigenTracker``): ``"ritz"`` (default: Rayleigh–Ritz on the
-            warm-started Krylov space plus a free power step; better aligned with v1 than the published estimate
-            in benchmarks/RESULTS.md, with fewer products) or ``"power"`` (published: warm-started power iteration;
-            ``refresh="power"`` with the default ``power_iters`` is the published method exactly).
+            warm-started Krylov space plus a free power step, stopped at ``refresh_tol``; better aligned with v1
+            than the published estimate in benchmarks/RESULTS.md, with fewer products) or ``"power"`` (published:
+            warm-started power iteration; ``refresh="power"`` with the default ``power_iters`` is the published
+            method exactly).
+        refresh_tol: the Ritz rule's stopping tolerance, the top Ritz pair's relative residual ≥ 0; ``None``:
+            0.1; 0: always ``power_iters`` products. Only with ``refresh="ritz"``.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or
             ``None`` (count globally).
@@ -58,12 +62,15 @@ class EigenSAM(SharpnessAware):
         power_iters: int | None = None,
         *,
         refresh: str = "ritz",
+        refresh_tol: float | None = None,
         seed: int = 0,
         epoch_length: int | None = None,
         model: torch.nn.Module | None = None,
         **base_kwargs: Any,
     ) -> None:
-        tracker = EigenTracker(freq, power_iters, refresh=refresh, seed=seed, epoch_length=epoch_length)
+        tracker = EigenTracker(
+            freq, power_iters, refresh=refresh, refresh_tol=refresh_tol, seed=seed, epoch_length=epoch_length
+        )
         settings = {"alpha": alpha, "freq": freq}
         super().__init__(
             params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs

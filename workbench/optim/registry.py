@@ -102,8 +102,9 @@ class OptimizerEntry:
 
 _RHO = "ρ > 0, the radius of the perturbation ε"
 _FREQ = "steps between refreshes of the tracked eigenvector v, ≥ 1"
-_POWER_ITERS = "Hessian-vector products per refresh, ≥ 1 (none: 4 for refresh ritz, 5 for the published power)"
+_POWER_ITERS = "Hessian-vector products per refresh, ≥ 1 (none: at most 6 with ritz, 5 with the published power)"
 _REFRESH = "how v is re-estimated: ritz (Rayleigh–Ritz, better aligned per product) or power (published)"
+_REFRESH_TOL = "ritz stops once the top Ritz pair's relative residual is ≤ this, ≥ 0 (none: 0.1; 0: all power_iters)"
 
 OPTIMIZERS: dict[str, OptimizerEntry] = {
     entry.name: entry
@@ -134,6 +135,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                 Option("freq", _FREQ),
                 Option("power_iters", _POWER_ITERS),
                 Option("refresh", _REFRESH, REFRESH_RULES),
+                Option("refresh_tol", _REFRESH_TOL),
             ),
         ),
         OptimizerEntry(
@@ -147,6 +149,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                 Option("freq", _FREQ),
                 Option("power_iters", _POWER_ITERS),
                 Option("refresh", _REFRESH, REFRESH_RULES),
+                Option("refresh_tol", _REFRESH_TOL),
                 Option(
                     "normalize_direction",
                     "true (published): step along the unit-length corrected direction; false: rescale it to ‖g_adv‖",

@@ -7,15 +7,21 @@ from typing import Any
 
 import torch
 
-from workbench._checks import check_bool, check_choice, check_int
+from workbench._checks import check_bool, check_choice, check_float, check_int
 from workbench.curvature import EigenResult, SymmetricOperator, power_iterate, ritz_refresh
 
 #: Refresh rules: Rayleigh–Ritz on the warm-started Krylov space (default), and the published power iteration.
 REFRESH_RULES = ("ritz", "power")
-#: Hessian-vector products per refresh when ``power_iters`` is not given: the published 5 for power iteration; 4
-#: for the Ritz rule, which with them tracks v1 better than the published 5 power iterations on both benchmark
-#: models (benchmarks/RESULTS.md, "Cheaper eigenvector tracking").
-DEFAULT_PRODUCTS = {"ritz": 4, "power": 5}
+#: Hessian-vector products per refresh when ``power_iters`` is not given: the published 5 for power iteration; for
+#: the Ritz rule the most it may take (it stops at ``DEFAULT_TOLERANCE``, after 2.8-3.6 products on average along
+#: the benchmark runs; benchmarks/RESULTS.md, "Cheaper eigenvector tracking").
+DEFAULT_PRODUCTS = {"ritz": 6, "power": 5}
+#: The Ritz rule's default stopping tolerance: the top Ritz pair's relative residual ‖H y − θ y‖ / |θ|. With it,
+#: v tracked v1 at least as closely as the published 5 power iterations (median, mean and worst case) on both
+#: benchmark models at refresh periods 5 and 100; at 0.15 it did not (benchmarks/RESULTS.md).
+DEFAULT_TOLERANCE = 0.1
+#: The fewest products a Ritz refresh with a tolerance takes (one product gives no Krylov space to choose from).
+MIN_RITZ_PRODUCTS = 2
 
 
 class EigenTracker:
@@ -26,15 +32,17 @@ class EigenTracker:
     ``enumerate(train_loader)``, which restarts every epoch). So there is no vector during the first ``freq``
     steps, and with ``epoch_length`` no refresh at an epoch's first batch.
 
-    Estimate, ``refresh="ritz"`` (default, 4 products): Hessian-vector products spent on the Krylov space of the
-    previous vector (Lanczos with full reorthogonalisation), whose top Ritz vector takes one more power step for
-    free from the stored products (``workbench.curvature.ritz_refresh``): v lies in the Krylov space the power
-    iterate would reach with as many products, but is chosen in it by Rayleigh–Ritz. ``refresh="power"``
-    (published, 5 products): ``power_iters`` power iterations v ← Hv/‖Hv‖, one product each, warm-started from the
-    previous vector. Both start the first refresh from a Gaussian vector drawn from ``seed``. Along training runs of
-    both benchmark models, at refresh periods 5 and 100, the Ritz rule with 4 products kept v closer to v1 (from
-    converged Lanczos on the same batch) than the published 5 power iterations, in median, mean and worst case,
-    for four fifths of the products (benchmarks/RESULTS.md, "Cheaper eigenvector tracking"); hence the default.
+    Estimate, ``refresh="ritz"`` (default): Hessian-vector products spent on the Krylov space of the previous
+    vector (Lanczos with full reorthogonalisation) until its top Ritz pair's relative residual ‖H y − θ y‖ / |θ|
+    is at most ``refresh_tol`` (default 0.1; at least 2 products, at most ``power_iters``, default 6), whose top Ritz
+    vector then takes one more power step for free from the stored products (``workbench.curvature.ritz_refresh``):
+    v lies in the Krylov space the power iterate would reach with as many products, but is chosen in it by
+    Rayleigh–Ritz. ``refresh_tol=0`` spends exactly ``power_iters`` products. ``refresh="power"`` (published, 5
+    products): ``power_iters`` power iterations v ← Hv/‖Hv‖, one product each, warm-started from the previous
+    vector. Both start the first refresh from a Gaussian vector drawn from ``seed``. Along training runs of both
+    benchmark models, at refresh periods 5 and 100, the default Ritz rule kept v closer to v1 (from converged
+    Lanczos on the same batch) than the published 5 power iterations, in median, mean and worst case, with 2.8-3.6
+    products per refresh on average (benchmarks/RESULTS.md, "Cheaper eigenvector tracking"); hence the default.
     ``refresh="power", power_iters=5`` is the published estimate, exactly.
 
     Orientation: every refresh after the first returns v on the side of the previous vector (⟨v_new, v_old⟩ ≥ 0);
@@ -50,16 +58,19 @@ class EigenTracker:
     per refresh so that ``eigenvalue`` is vᵀHv for the stored v itself (v itself is the same either way).
 
     Host synchronisation: a power refresh copies nothing to the host (the eigenvalue stays a device tensor,
-    ``eigenvalue_tensor``, until ``eigenvalue`` is read); a Ritz refresh copies its small projected matrices once.
+    ``eigenvalue_tensor``, until ``eigenvalue`` is read); a Ritz refresh copies its small projected matrices once
+    per tolerance check (from the second product on), or once with ``refresh_tol=0``.
     Memory while refreshing (beyond the gradient graph both keep): a Ritz refresh with m products holds 2m flat
     vectors (its basis and their products), power iteration two.
 
     Args:
         freq: refresh period in steps, ≥ 1.
-        power_iters: Hessian-vector products per refresh, ≥ 1: the Krylov dimension for ``refresh="ritz"``, power
-            iterations for ``refresh="power"``; ``None`` (default): ``DEFAULT_PRODUCTS[refresh]`` (4 for the Ritz
-            rule, 5 for power iteration as in both papers' code).
+        power_iters: Hessian-vector products per refresh, ≥ 1: the most for ``refresh="ritz"`` (its Krylov
+            dimension), power iterations for ``refresh="power"``; ``None`` (default): ``DEFAULT_PRODUCTS[refresh]``
+            (6 for the Ritz rule, 5 for power iteration as in both papers' code).
         refresh: ``"ritz"`` (default) or ``"power"`` (published).
+        refresh_tol: the Ritz rule's stopping tolerance (relative residual) ≥ 0; ``None`` (default): 0.1
+            (``DEFAULT_TOLERANCE``); 0: always ``power_iters`` products. Only for ``refresh="ritz"``.
         exact_eigenvalue: see above (default False: the published estimate, no extra product).
         seed: seed of the first refresh's random start vector (drawn on the CPU, the same on every device).
         epoch_length: steps per epoch when the schedule should restart every epoch as in the published scripts
@@ -72,6 +83,7 @@ class EigenTracker:
         power_iters: int | None = None,
         *,
         refresh: str = "ritz",
+        refresh_tol: float | None = None,
         seed: int = 0,
         epoch_length: int | None = None,
         exact_eigenvalue: bool = False,
@@ -81,6 +93,15 @@ class EigenTracker:
         self.rule = check_choice("refresh", refresh, REFRESH_RULES)
         products = DEFAULT_PRODUCTS[self.rule] if power_iters is None else power_iters
         self.power_iters = check_int("power_iters", products, minimum=1)
+        if refresh_tol is not None and self.rule != "ritz":
+            raise ValueError(
+                "refresh_tol applies to refresh='ritz' only (power iteration takes a fixed budget), "
+                f"got {refresh_tol!r}"
+            )
+        self.refresh_tol: float | None = None  # power iteration: a fixed budget
+        if self.rule == "ritz":
+            tolerance = DEFAULT_TOLERANCE if refresh_tol is None else refresh_tol
+            self.refresh_tol = check_float("refresh_tol", tolerance, minimum=0.0)
         self.seed = check_int("seed", seed)
         self.epoch_length = None if epoch_length is None else check_int("epoch_length", epoch_length, minimum=1)
         self.vector: torch.Tensor | None = None
@@ -115,7 +136,10 @@ class EigenTracker:
         if self.rule == "power":
             result = power_iterate(op, self.vector, self.power_iters, seed=self.seed)
         else:
-            result = ritz_refresh(op, self.vector, self.power_iters, keep=1, seed=self.seed)
+            tol = self.refresh_tol or None  # 0: a fixed budget
+            result = ritz_refresh(
+                op, self.vector, self.power_iters, keep=1, seed=self.seed, tol=tol, min_products=MIN_RITZ_PRODUCTS
+            )
         vector = result.eigenvectors[0].detach()
         if self.vector is not None:  # keep the previous vector's side, without a host round trip
             vector = torch.where(torch.dot(vector, self.vector.to(vector)) < 0, -vector, vector)

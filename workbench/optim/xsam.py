@@ -25,11 +25,11 @@ class XSAM(SharpnessAware):
     * ε = ρ·ĝ (SAM), g_adv = ∇L(θ + ε); v is estimated at θ (before the first pass, on the same batch) and
       applied to g_adv taken at θ + ε.
     * v: 5 warm-started power iterations with exact double-backprop Hessian-vector products (``refresh="power"``;
-      the default ``refresh="ritz"`` spends 4 products by Rayleigh–Ritz instead, measured closer to v1 in
-      benchmarks/RESULTS.md), in eval mode when ``model`` is given, refreshed before steps t = freq, 2·freq, ...
-      (``step % freq == 0 and step > 0``; per epoch with ``epoch_length``, as the script's
-      ``enumerate(train_loader)`` counts). Before
-      the first refresh there is no v and the step is exactly SAM's (the base optimizer gets g_adv unchanged).
+      the default ``refresh="ritz"`` spends 2-6 products by Rayleigh–Ritz instead, stopping at a residual
+      tolerance, measured closer to v1 with fewer products in benchmarks/RESULTS.md), in eval mode when ``model``
+      is given, refreshed before steps t = freq, 2·freq, ... (``step % freq == 0 and step > 0``; per epoch with
+      ``epoch_length``, as the script's ``enumerate(train_loader)`` counts). Before the first refresh there is no
+      v and the step is exactly SAM's (the base optimizer gets g_adv unchanged).
     * with v: the base optimizer (its momentum and weight decay included) gets g̃, built from the unit ĝa.
 
     Derivation. Write c = ⟨ĝa, v⟩ = cos∠(g_adv, v). Since sign(⟨g_adv, v⟩)·c = |c|, the published correction is
@@ -62,7 +62,7 @@ class XSAM(SharpnessAware):
         alpha: α ∈ [0, 2] (published default 0.2): 1 removes the v-component, 2 reflects it; more would
             over-reflect. A per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 5; its README uses 3); the same in every group.
-        power_iters, refresh: how v is re-estimated, as for ``EigenSAM``.
+        power_iters, refresh, refresh_tol: how v is re-estimated, as for ``EigenSAM``.
         normalize_direction, angle_gate, orientation: the switches above.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or ``None``.
@@ -78,6 +78,7 @@ class XSAM(SharpnessAware):
         power_iters: int | None = None,
         *,
         refresh: str = "ritz",
+        refresh_tol: float | None = None,
         normalize_direction: bool = True,
         angle_gate: bool = False,
         orientation: str = "as_computed",
@@ -89,7 +90,9 @@ class XSAM(SharpnessAware):
         self.normalize_direction = check_choice("normalize_direction", normalize_direction, (True, False))
         self.angle_gate = check_choice("angle_gate", angle_gate, (False, True))
         self.orientation_convention = check_choice("orientation", orientation, ORIENTATIONS)
-        tracker = EigenTracker(freq, power_iters, refresh=refresh, seed=seed, epoch_length=epoch_length)
+        tracker = EigenTracker(
+            freq, power_iters, refresh=refresh, refresh_tol=refresh_tol, seed=seed, epoch_length=epoch_length
+        )
         settings = {"alpha": alpha, "freq": freq}
         super().__init__(
             params, base_optimizer, rho=rho, tracker=tracker, model=model, group_defaults=settings, **base_kwargs

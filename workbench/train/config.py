@@ -38,8 +38,8 @@ class TrainConfig:
 
     Data and model are named (see ``workbench.datasets.DATASETS`` and ``workbench.models.MODELS``) with
     their own options, or ``None`` when the Trainer is given a user's own model and data (it records them so).
-    The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``,
-    ``alpha``, ``freq``, ``power_iters``, ``refresh``, ``eta``, ``normalize_direction``, ``angle_gate``,
+    The optimizer is named too (``workbench.optim.OPTIMIZERS``); its options (``rho``, ``alpha``, ``freq``,
+    ``power_iters``, ``refresh``, ``refresh_tol``, ``eta``, ``normalize_direction``, ``angle_gate``,
     ``orientation``: one field per option any registered optimizer takes) default to the optimizer's paper values
     when left ``None`` (``refresh``: to the Rayleigh–Ritz estimate, measured better than the published power
     iteration; see ``workbench.optim.EigenTracker``), and setting one the optimizer does not take is an error.
@@ -68,6 +68,7 @@ class TrainConfig:
     freq: int | None = _optimizer_option()
     power_iters: int | None = _optimizer_option()
     refresh: str | None = _optimizer_option()
+    refresh_tol: float | None = _optimizer_option()
     eta: float | None = _optimizer_option()
     normalize_direction: bool | None = _optimizer_option()
     angle_gate: bool | None = _optimizer_option()
