@@ -278,11 +278,11 @@ def steps_section(size: Size, device: torch.device) -> list[str]:
             ("SGD", None, {}, size.timed_steps),
             ("minimal SAM loop", "minimal", {}, size.timed_steps),
             ("SAM", SAM, {}, size.timed_steps),
-            (f"Eigen-SAM (freq {size.eigen_freq}, ritz tol 0.1: default)", EigenSAM, {"freq": size.eigen_freq},
+            (f"Eigen-SAM (freq {size.eigen_freq}, ritz tol 0.05: default)", EigenSAM, {"freq": size.eigen_freq},
              size.eigen_freq),
             (f"Eigen-SAM (freq {size.eigen_freq}, power 5: published)", EigenSAM,
              {"freq": size.eigen_freq, "refresh": "power"}, size.eigen_freq),
-            (f"X-SAM (freq {size.xsam_freq}, ritz tol 0.1: default)", XSAM, {"freq": size.xsam_freq}, xsam_window),
+            (f"X-SAM (freq {size.xsam_freq}, ritz tol 0.05: default)", XSAM, {"freq": size.xsam_freq}, xsam_window),
             (f"X-SAM (freq {size.xsam_freq}, power 5: published)", XSAM, {"freq": size.xsam_freq, "refresh": "power"},
              xsam_window),
         ):  # fmt: skip

@@ -13,7 +13,8 @@ one grid row (which includes vmap's set-up and, with ``--compile``, the compilat
 process, its first call included (the automatic choice, and ``torch.compile``'s compilation where it chooses to
 compile, with an empty inductor cache unless ``--warm-inductor-cache``), then a second call (the compiled forward
 cached in the process), against the loop timed on ``--loop-rows`` rows before and after (per-point cost does not
-depend on the row) and extrapolated to the grid; in CPU seconds, compilers included (see ``end_to_end``).
+depend on the row) and extrapolated to the grid; in CPU seconds, compilers included (see ``end_to_end``). It
+also prints the time of the model's convolutions alone, the floor of any float32 evaluation of the grid.
 
 Example:
     python benchmarks/landscape_grid.py --data digits --chunk-sizes 4 16 64 --compile --repeats 3
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import resource
 import statistics
@@ -179,6 +181,21 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+def convolution_seconds(model: nn.Module, inputs: torch.Tensor, repeats: int = 5) -> float:
+    """Seconds per forward pass spent in convolution kernels alone (self time of every profiled op whose name holds
+    "convolution"), on an eval-mode, channels-last copy without gradients: the floor of any float32 evaluation
+    that runs the model's convolutions once per point (0 for a model without any)."""
+    twin = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+    batch = inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
+    with torch.no_grad():
+        twin(batch)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            for _ in range(repeats):
+                twin(batch)
+    microseconds = sum(event.self_cpu_time_total for event in profile.key_averages() if "convolution" in event.key)
+    return microseconds / repeats / 1e6
+
+
 def end_to_end(args: argparse.Namespace) -> None:
     """The default ``loss_slice_2d`` call on the whole grid, first call included, against the extrapolated loop.
 
@@ -224,6 +241,13 @@ def end_to_end(args: argparse.Namespace) -> None:
     for name, (seconds, wall) in zip(("default, first call", "default, second call"), calls, strict=True):
         print(f"{name}: {seconds:.1f} CPU s ({wall:.1f} s wall) = {loop_grid_seconds / seconds:.2f}x the loop's speed")
     print(f"max |diff| from the loop on its rows: {difference:.1e}")
+    floor = convolution_seconds(model, inputs)
+    if floor > 0:
+        print(
+            f"convolutions alone (channels-last, no autograd): {1e3 * floor:.3f} ms/point, {floor * points:.1f} s for "
+            f"the grid: a float32 evaluation that runs them once per point reaches at most "
+            f"{loop_grid_seconds / (floor * points):.2f}x the loop, compilation not counted"
+        )
 
 
 if __name__ == "__main__":

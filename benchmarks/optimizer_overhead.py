@@ -15,7 +15,9 @@ batch, warm-started from its own previous vector, and compared with v1 from ``to
 on the same batch's Hessian: misalignment 1 − |cos∠(v, v1)| and the relative error of λ.
 
 Part 1b (``--part paired``): each eigenvector method against SAM with their steps alternating one by one, over
-two refresh periods per repeat, so that both see the same load; the most robust ratio on a shared machine.
+two refresh periods per repeat, so that both see the same load; the most robust ratio on a shared machine. On the
+shared workloads both step through the same 64 batches in turn (a new batch every step, as in training), and the
+Hessian-vector products each refresh took are printed (a refresh with a tolerance takes fewer on a familiar batch).
 
 ``--workload mnist1d`` or ``cifar-shaped`` times the steps on the shared benchmark workloads
 (``benchmarks/workloads.py``, batch 128) instead of this script's own CNN on random images.
@@ -74,10 +76,14 @@ def make_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def make_closure(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> Callable[[], torch.Tensor]:
-    images, labels = batch
+def make_closure(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | Callable[[], tuple[torch.Tensor, torch.Tensor]]
+) -> Callable[[], torch.Tensor]:
+    """The closure of ``model`` on ``batch``: one fixed batch, or a function returning the current one."""
+    current = batch if callable(batch) else lambda: batch
 
     def closure() -> torch.Tensor:
+        images, labels = current()
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         return loss
@@ -97,13 +103,16 @@ OPTIMIZERS: dict[str, tuple[type[SharpnessAware] | None, dict[str, int | str | f
     "Eigen-SAM (freq 100)": (EigenSAM, {"refresh": "power"}, 100),
     "Eigen-SAM (freq 100, 3 iters)": (EigenSAM, {"refresh": "power", "power_iters": 3}, 100),
     "Eigen-SAM (freq 100, ritz 4)": (EigenSAM, {"power_iters": 4, "refresh_tol": 0.0}, 100),
-    "Eigen-SAM (freq 100, ritz tol 0.1: default)": (EigenSAM, {}, 100),
+    "Eigen-SAM (freq 100, ritz tol 0.05: default)": (EigenSAM, {}, 100),
     "X-SAM (freq 5)": (XSAM, {"refresh": "power"}, WINDOW),
     "X-SAM (freq 10)": (XSAM, {"refresh": "power", "freq": 10}, WINDOW),
     "X-SAM (freq 5, ritz 4)": (XSAM, {"power_iters": 4, "refresh_tol": 0.0}, WINDOW),
-    "X-SAM (freq 5, ritz tol 0.1: default)": (XSAM, {}, WINDOW),
+    "X-SAM (freq 5, ritz tol 0.05: default)": (XSAM, {}, WINDOW),
 }
 TRACKING = (EigenSAM, XSAM)
+#: Batches the paired comparison steps through in turn (a new batch every step, as in training), so that a refresh
+#: that stops at a tolerance sees a new batch's Hessian as it would along a real run.
+PAIRED_BATCHES = 64
 #: The steps alone, without refreshes (v set once at random), for the paired comparison.
 NO_REFRESH = 10**9
 STEPS_ONLY: dict[str, tuple[type[SharpnessAware], dict[str, int | str]]] = {
@@ -113,9 +122,13 @@ STEPS_ONLY: dict[str, tuple[type[SharpnessAware], dict[str, int | str]]] = {
 
 
 def build_step(
-    template: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], factory: type[SharpnessAware] | None, kwargs: dict
+    template: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor] | Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    factory: type[SharpnessAware] | None,
+    kwargs: dict,
 ) -> tuple[Callable[[], None], torch.optim.Optimizer]:
-    """A function taking one optimizer step on a fresh copy of ``template``, and the optimizer."""
+    """A function taking one optimizer step on a fresh copy of ``template`` (on ``batch``, as ``make_closure``
+    takes it), and the optimizer."""
     model = copy.deepcopy(template)
     closure = make_closure(model, batch)
     if factory is None:
@@ -194,26 +207,38 @@ def _rule(kwargs: dict[str, int | str | float]) -> tuple[str, int, float | None]
     return rule, int(kwargs.get("power_iters", DEFAULT_PRODUCTS[rule])), None if tol is None else float(tol)
 
 
-def measure_paired(repeats: int, workload: str) -> None:
+def measure_paired(repeats: int, workload: str, only: str = "") -> None:
     """Each eigenvector method against SAM, one step of each in turn, so both see the same load.
 
     A repeat spans two refresh periods of the method (its refreshes included) and the same number of SAM steps,
     alternating step by step; its ratio is the method's summed CPU time over SAM's. Printed: median and spread.
     The "step alone" rows (v set at random, never refreshed; windows of 20 steps) give what a step costs beyond
-    SAM's without any refresh.
+    SAM's without any refresh. ``only``: measure just the rows whose name contains it (e.g. "X-SAM").
     """
     torch.manual_seed(0)
     if workload == "small-cnn":
-        template, batch = SmallCNN(), make_batch(0)
+        template, fixed = SmallCNN(), make_batch(0)
+        batches = [fixed]
     else:
         shared = make_workload(workload)
-        template, batch = shared.model, shared.batch(BATCH, seed=0)
-    sam_step, _ = build_step(template, batch, SAM, {})
-    print(f"\nPaired: {repeats} repeats of two refresh periods each, alternating with SAM step by step")
-    print(f"{'optimizer':44s} {'× SAM median':>12s} {'spread':>15s}")
+        template = shared.model
+        batches = [shared.batch(BATCH, seed=seed) for seed in range(PAIRED_BATCHES)]
+    feed = [0]  # the index of the current batch; both optimizers of a pair step on the same batch
+
+    def current() -> tuple[torch.Tensor, torch.Tensor]:
+        return batches[feed[0] % len(batches)]
+
+    sam_step, _ = build_step(template, current, SAM, {})
+    print(
+        f"\nPaired: {repeats} repeats of two refresh periods each, alternating with SAM step by step, "
+        f"{len(batches)} batch(es) in turn"
+    )
+    print(f"{'optimizer':44s} {'× SAM median':>12s} {'spread':>15s} {'HVPs/refresh':>12s}")
     cases = {name: (factory, kwargs) for name, (factory, kwargs, _) in OPTIMIZERS.items() if factory in TRACKING}
     for name, (factory, kwargs) in {**cases, **STEPS_ONLY}.items():
-        step, optimizer = build_step(template, batch, factory, kwargs)
+        if only not in name:
+            continue
+        step, optimizer = build_step(template, current, factory, kwargs)
         period = optimizer.tracker.freq if optimizer.tracker.freq < NO_REFRESH else WINDOW
         if optimizer.tracker.freq == NO_REFRESH:
             numel = sum(p.numel() for p in template.parameters())
@@ -221,7 +246,9 @@ def measure_paired(repeats: int, workload: str) -> None:
         for _ in range(period):  # past the first (cold) refresh
             step()
             sam_step()
+            feed[0] += 1
         ratios = []
+        hvps, refreshes = optimizer.tracker.num_hvps, optimizer.tracker.num_refreshes
         for _ in range(repeats):
             ours = sam = 0.0
             for _ in range(2 * period):
@@ -230,8 +257,11 @@ def measure_paired(repeats: int, workload: str) -> None:
                 middle = time.process_time()
                 sam_step()
                 ours, sam = ours + middle - start, sam + time.process_time() - middle
+                feed[0] += 1
             ratios.append(ours / sam)
-        print(f"{name:44s} {statistics.median(ratios):12.3f} {min(ratios):7.3f}-{max(ratios):.3f}")
+        timed = optimizer.tracker.num_refreshes - refreshes
+        used = f"{(optimizer.tracker.num_hvps - hvps) / timed:12.2f}" if timed else f"{'-':>12s}"
+        print(f"{name:44s} {statistics.median(ratios):12.3f} {min(ratios):7.3f}-{max(ratios):.3f} {used}")
 
 
 # -- part 2: refresh study ------------------------------------------------------------------------------------
@@ -305,6 +335,7 @@ def main() -> None:
         "--part", choices=("all", "overhead", "paired", "study"), default="all", help="which part to run"
     )
     parser.add_argument("--paired-repeats", type=int, default=5, help="repeats of the paired comparison")
+    parser.add_argument("--paired-only", default="", help="paired rows whose name contains this text (default: all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2-step windows, short study")
     parser.add_argument(
         "--workload",
@@ -320,7 +351,7 @@ def main() -> None:
     if args.part in ("all", "overhead"):
         measure_overhead(args.rounds, args.quick, args.workload)
     if args.part in ("all", "paired"):
-        measure_paired(1 if args.quick else args.paired_repeats, args.workload)
+        measure_paired(1 if args.quick else args.paired_repeats, args.workload, args.paired_only)
     if args.part in ("all", "study"):
         for freq in (int(value) for value in args.study_freqs.split(",")):
             refresh_study(freq, args.study_refreshes)

@@ -24,7 +24,7 @@ class EigenSAM(SharpnessAware):
     Hessian-vector products on step t's batch at θ, in eval mode when ``model`` is given, before steps t = freq,
     2·freq, ... (per epoch with ``epoch_length``). Published estimate: 5 warm-started power iterations
     (``refresh="power"``); default: 2-6 products spent by Rayleigh–Ritz on the same warm-started Krylov space until
-    the top Ritz pair's relative residual is at most ``refresh_tol`` = 0.1 (``refresh="ritz"``), measured closer to
+    the top Ritz pair's relative residual is at most ``refresh_tol`` = 0.05 (``refresh="ritz"``), measured closer to
     v1 at lower cost (benchmarks/RESULTS.md).
 
     Before the first refresh there is no v and the step is exactly SAM's (ε = ρ·ĝ). Reading of the published code:
@@ -46,7 +46,7 @@ class EigenSAM(SharpnessAware):
             warm-started power iteration; ``refresh="power"`` with the default ``power_iters`` is the published
             method exactly).
         refresh_tol: the Ritz rule's stopping tolerance, the top Ritz pair's relative residual ≥ 0; ``None``:
-            0.1; 0: always ``power_iters`` products. Only with ``refresh="ritz"``.
+            0.05; 0: always ``power_iters`` products. Only with ``refresh="ritz"``.
         seed: seed of the first refresh's random start vector.
         epoch_length: restart the schedule every ``epoch_length`` steps as the published script does, or
             ``None`` (count globally).
