@@ -6,6 +6,8 @@
   CIFAR-shaped images: 0.15 × one of ten smooth class templates (8×8 noise, bilinearly upsampled) plus unit
   Gaussian noise per pixel. No download; a network learns it in a few hundred steps.
 * ``digits-mlp``: the library's MLP (64 → 128 → 128 → 10, ReLU; 26,122 parameters) on sklearn's 8×8 digits.
+* ``mnist1d-no-bn``: ``mnist1d``'s CNN without BatchNorm (``norm="none"``): a model whose train and eval modes
+  compute the same, so the optimizers' first pass can serve the eigenvector refresh.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 from workbench.datasets import load_dataset
 from workbench.models import build_model
 
-WORKLOADS = ("mnist1d", "cifar-shaped", "digits-mlp")
+WORKLOADS = ("mnist1d", "cifar-shaped", "digits-mlp", "mnist1d-no-bn")
 
 
 @dataclass
@@ -39,11 +41,13 @@ class Workload:
 
 def make_workload(name: str, seed: int = 0) -> Workload:
     """The workload ``name`` (one of ``WORKLOADS``), its weights drawn from ``seed``."""
-    if name == "mnist1d":
+    if name in ("mnist1d", "mnist1d-no-bn"):
         data = load_dataset("mnist1d", seed=seed)
         inputs, targets = data.train.tensors
-        model = build_model("cnn", input_shape=data.input_shape, num_classes=10, seed=seed)
-        return Workload(model, inputs, targets, f"MNIST-1D ({len(targets)} training sequences), 1-D CNN")
+        norm = "none" if name == "mnist1d-no-bn" else "batch"
+        model = build_model("cnn", input_shape=data.input_shape, num_classes=10, seed=seed, norm=norm)
+        description = f"MNIST-1D ({len(targets)} training sequences), 1-D CNN" + (", no BatchNorm" * (norm == "none"))
+        return Workload(model, inputs, targets, description)
     if name == "digits-mlp":
         data = load_dataset("digits", seed=seed, image=False)
         inputs, targets = data.train.tensors

@@ -138,6 +138,9 @@ class StepPasses:
         self.m = m
         self.replicas = replicas
         self.collectives: dict[str, float] = {}
+        # The first training pass computes the refresh's loss (float32, unscaled, on the model itself, the whole
+        # batch): the optimizer may then take the refresh's products from that pass ("Shared first pass").
+        self._first_pass_is_refresh_pass = autocast is nullcontext and m == 1 and replicas is None
 
     def run(self, optimizer: WrappedOptimizer, batch: Any) -> float:
         """One ``optimizer.step`` on ``batch`` (this process's shard of it); returns the loss at θ (averaged over
@@ -147,7 +150,8 @@ class StepPasses:
         module = self.model if self.replicas is None else self.replicas.module
         module.train()
         step = _Step(self, optimizer, module, batch)
-        loss = optimizer.step(step.closure, refresh_closure=step.refresh_closure)
+        refresh = None if self._first_pass_is_refresh_pass else step.refresh_closure
+        loss = optimizer.step(step.closure, refresh_closure=refresh)
         loss = torch.as_tensor(loss)
         if self.replicas is not None:
             loss = self.replicas.average_state(loss)

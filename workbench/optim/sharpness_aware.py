@@ -16,7 +16,11 @@ from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
 from workbench.optim.record import NORM_NAMES, TRACKING_NAMES, StepRecord
 from workbench.optim.tracker import EigenTracker
-from workbench.optim.train_mode_guard import forbid_train_mode
+from workbench.optim.train_mode_guard import (
+    TrainModeLayerError,
+    computes_the_same_in_train_and_eval,
+    forbid_train_mode,
+)
 from workbench.optim.wrapped import Closure, WrappedOptimizer
 from workbench.params import unflatten
 
@@ -40,6 +44,10 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     1. if the eigen-tracker is due, re-estimate the top Hessian eigenvector v on this batch at θ
        (``refresh_eigenvector``; with ``model`` given, in eval mode as the published Eigen-SAM code does);
     2. g = ∇L(θ) (first closure call); ε = ``perturbation(g, v)``; θ ← θ + ε;
+
+    When the first pass computes what the refresh's pass would (see "Shared first pass" below), steps 1 and 2 are
+    one closure call whose gradient graph serves the refresh's Hessian-vector products: one forward and backward
+    pass fewer per refresh, the same v and g.
     3. g_adv = ∇L(θ + ε) (second closure call);
     4. θ is restored exactly (from a copy, not by subtracting ε); with ``model`` given, so is every buffer of the
        model (BatchNorm running statistics and counters) as the first pass left it; the gradient becomes
@@ -61,6 +69,15 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     eigenvector refresh must see the model in eval mode: without ``model``, a refresh whose closure runs BatchNorm
     or dropout in training mode stops with a ValueError that says to pass ``model=`` (or to call ``model.eval()``
     before refreshing by hand). Pass ``model=`` for the published behaviour.
+
+    Shared first pass: a due refresh takes its products from the first pass's own gradient graph (built with
+    ``create_graph=True``) when no ``refresh_closure`` and no grad_scaler are given, no ``hessian_hook`` is set, and
+    the first pass computes the eval-mode loss: always without ``model`` (the refresh then runs in the closure's
+    mode anyway, BatchNorm and dropout in training mode refused), and with ``model`` when no BatchNorm,
+    InstanceNorm or dropout with p > 0 is among its modules (a call of either in training mode during the shared
+    pass switches the optimizer back to separate eval-mode refreshes for good). A module that branches on
+    ``self.training`` by itself is not recognised: pass ``refresh_closure=closure`` to keep the refresh's own
+    eval-mode pass.
 
     Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
     ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
@@ -107,6 +124,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         self.model = model
         self._ascent: _Ascent | None = None
         self._refreshed = False
+        self._mode_free: bool | None = None  # with model: whether it computes the same in train and eval mode
         if tracker is not None:
             tracker.freq = self._shared_setting("freq")
 
@@ -146,9 +164,10 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     def step(self, closure: Closure | None = None, *, refresh_closure: Closure | None = None) -> Any:
         """One sharpness-aware step; returns the loss of the first pass (at θ), detached.
 
-        ``refresh_closure`` (default ``closure``) is the closure the eigenvector refresh runs: under mixed
-        precision, pass one that computes the loss in float32 without loss scaling, so that v and λ are those of
-        the true Hessian. With a ``grad_scaler``, each pass's gradients are unscaled before use, and when either
+        ``refresh_closure`` (default ``closure``, whose first pass then also serves the refresh where it can: see
+        "Shared first pass") is the closure the eigenvector refresh runs: under mixed precision, pass one that
+        computes the loss in float32 without loss scaling, so that v and λ are those of the true Hessian. With a
+        ``grad_scaler``, each pass's gradients are unscaled before use, and when either
         pass's are not finite the step is skipped whole (θ restored, no update) and the scaler lowers its scale.
 
         Raises:
@@ -156,14 +175,18 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
                 naming ``refresh_closure`` when a refresh is due under a grad_scaler without one.
         """
         closure = self._require_closure(closure)
-        if self.refresh_due:
+        loss = None  # the first pass's loss, once it ran
+        if self.refresh_due and refresh_closure is None and self._first_pass_can_refresh():
+            loss = self._refresh_during_first_pass(closure)
+        if loss is None and self.refresh_due:
             if refresh_closure is None and self.grad_scaler is not None:
                 raise ValueError(
                     "refresh_closure is required with a grad_scaler: the eigenvector refresh needs the loss "
                     "unscaled (and in float32)"
                 )
             self.refresh_eigenvector(self._require_closure(refresh_closure or closure))
-        loss = self._run_closure(closure)
+        if loss is None:
+            loss = self._run_closure(closure)
         loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         if not self._unscale(self):
             self.last_step = self._skipped_record(self._flat_gradient(self._params(), "step"))
@@ -252,6 +275,50 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             return False
         self.tracker.freq = self._shared_setting("freq")
         return self.tracker.due(self.step_count)
+
+    def _first_pass_can_refresh(self) -> bool:
+        """Whether the refresh may take its products from the first pass's own gradient graph: no grad_scaler and
+        no ``hessian_hook``, and the first pass computes what the refresh's eval-mode pass would (without
+        ``model``: always, since the refresh then runs in the closure's own mode too; with it: when
+        ``computes_the_same_in_train_and_eval(model)``, and until a layer in training mode shows otherwise)."""
+        if self.grad_scaler is not None or self.hessian_hook is not None:
+            return False
+        if self.model is None:
+            return True
+        if self._mode_free is None:
+            self._mode_free = computes_the_same_in_train_and_eval(self.model)
+        return self._mode_free
+
+    def _refresh_during_first_pass(self, closure: Closure) -> Any:
+        """The first pass, run once with graph-building backward: v is refreshed on its Hessian, then its gradient
+        (detached) stays in ``.grad`` for ``first_step``. Returns the closure's loss, or None when the closure ran
+        BatchNorm or dropout in training mode although ``model`` looked free of them (nothing is refreshed then,
+        the gradients are empty, and later refreshes use their own eval-mode pass).
+
+        Raises:
+            ValueError: without ``model``, when the closure runs BatchNorm or dropout in training mode (as
+                ``refresh_eigenvector``), or naming ``closure`` when it misbehaves.
+        """
+        params = self._params()
+        losses: list[Any] = []
+
+        def first_pass() -> Any:
+            losses.append(closure())
+            return losses[-1]
+
+        try:
+            with forbid_train_mode(type(self).__name__), closure_hessian(first_pass, params) as hessian:
+                self.tracker.refresh(hessian)
+                gradients = [None if param.grad is None else param.grad.detach() for param in params]
+        except TrainModeLayerError:
+            if self.model is None:
+                raise
+            self._mode_free = False
+            return None
+        for param, gradient in zip(params, gradients, strict=True):
+            param.grad = gradient
+        self._refreshed = True
+        return losses[0]
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
         """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 #: Functional layers whose ``training`` argument changes what they compute or mutate.
@@ -29,6 +30,10 @@ _TRAIN_MODE_LAYERS = {
 _SIGNATURES = {function: inspect.signature(function) for function in _TRAIN_MODE_LAYERS}
 
 
+class TrainModeLayerError(ValueError):
+    """A BatchNorm or dropout call in training mode where the Hessian must be the eval-mode one."""
+
+
 class _ForbidTrainMode(TorchFunctionMode):
     def __init__(self, owner: str) -> None:
         super().__init__()
@@ -42,7 +47,7 @@ class _ForbidTrainMode(TorchFunctionMode):
             bound.apply_defaults()
             if bound.arguments["training"]:
                 harm = "move its running statistics" if layer == "BatchNorm" else "make every product random"
-                raise ValueError(
+                raise TrainModeLayerError(
                     f"{self.owner} estimates the top eigenvector in eval mode, but the closure ran {layer} in "
                     f"training mode, which would {harm}. "
                     f"Pass model=<your module> when building {self.owner} (it then switches to eval mode for the "
@@ -57,3 +62,17 @@ def forbid_train_mode(owner: str) -> Iterator[None]:
     ``owner`` (the optimizer) and the fix."""
     with _ForbidTrainMode(owner):
         yield
+
+
+def computes_the_same_in_train_and_eval(model: nn.Module) -> bool:
+    """Whether no submodule of ``model`` is of a kind that computes differently in training mode: normalisation
+    with batch statistics (BatchNorm, InstanceNorm), dropout with p > 0, or recurrent and attention layers with
+    dropout > 0. A custom module that branches on ``self.training`` itself is not recognised."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase):
+            return False
+        if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+            return False
+        if isinstance(module, nn.RNNBase | nn.MultiheadAttention) and module.dropout > 0:
+            return False
+    return True

@@ -1,0 +1,146 @@
+"""The shared first pass: a due refresh takes its products from the first pass's own gradient graph when that pass
+computes the refresh's (eval-mode) loss, and gives what a separate refresh pass gives."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from contextlib import nullcontext
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.conftest import make_cnn_problem, make_mlp_problem
+from workbench.distributed.passes import StepPasses
+from workbench.losses import as_batch_loss
+from workbench.optim import XSAM, EigenSAM
+from workbench.optim.train_mode_guard import computes_the_same_in_train_and_eval
+
+STEPS = 7
+
+
+class CountingClosure:
+    """The loss of ``model`` on one batch, backward included; counts its calls."""
+
+    def __init__(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.model, self.inputs, self.targets = model, inputs, targets
+        self.calls = 0
+
+    def __call__(self) -> torch.Tensor:
+        self.calls += 1
+        loss = F.cross_entropy(self.model(self.inputs), self.targets)
+        loss.backward()
+        return loss
+
+
+def train(factory: Callable, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, separate: bool):
+    """``STEPS`` steps with refreshes every 2 steps; ``separate`` passes ``refresh_closure`` (its own pass)."""
+    model = copy.deepcopy(model)
+    optimizer = factory(model)
+    closure = CountingClosure(model, inputs, targets)
+    for _ in range(STEPS):
+        optimizer.step(closure, refresh_closure=closure if separate else None)
+    return model, optimizer, closure.calls
+
+
+FACTORIES = {
+    "eigensam, model given": lambda m: EigenSAM(m.parameters(), lr=0.1, momentum=0.9, freq=2, model=m),
+    "xsam, model given": lambda m: XSAM(m.parameters(), lr=0.1, freq=2, model=m),
+    "xsam, no model": lambda m: XSAM(m.parameters(), lr=0.1, freq=2),
+    "xsam, power refresh": lambda m: XSAM(m.parameters(), lr=0.1, freq=2, refresh="power", power_iters=3, model=m),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_a_model_without_mode_dependent_layers_shares_the_first_pass_with_the_same_result(name):
+    problem = make_mlp_problem()
+    shared, shared_optimizer, shared_calls = train(
+        FACTORIES[name], problem.model, problem.inputs, problem.targets, separate=False
+    )
+    alone, alone_optimizer, alone_calls = train(
+        FACTORIES[name], problem.model, problem.inputs, problem.targets, separate=True
+    )
+    refreshes = shared_optimizer.tracker.num_refreshes
+    assert refreshes == alone_optimizer.tracker.num_refreshes == 3  # before steps 2, 4 and 6
+    assert alone_calls == 2 * STEPS + refreshes and shared_calls == 2 * STEPS  # one pass fewer per refresh
+    torch.testing.assert_close(shared_optimizer.tracker.vector, alone_optimizer.tracker.vector, rtol=0, atol=1e-10)
+    for a, b in zip(shared.parameters(), alone.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+    assert all(param.grad is None or not param.grad.requires_grad for param in shared.parameters())
+
+
+def test_a_batchnorm_model_given_keeps_its_eval_mode_refresh_pass():
+    problem = make_cnn_problem()
+    _, optimizer, calls = train(FACTORIES["xsam, model given"], problem.model, problem.inputs, problem.targets,
+                                separate=False)  # fmt: skip
+    assert calls == 2 * STEPS + optimizer.tracker.num_refreshes
+
+
+def test_without_model_batchnorm_in_training_mode_is_still_refused():
+    problem = make_cnn_problem()
+    with pytest.raises(ValueError, match="Pass model=<your module>"):
+        train(FACTORIES["xsam, no model"], problem.model, problem.inputs, problem.targets, separate=False)
+
+
+class FunctionalDropout(nn.Module):
+    """An MLP whose dropout is a functional call on ``self.training``: no dropout module to be seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(6, 10), nn.Linear(10, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(F.dropout(torch.tanh(self.first(x)), 0.5, self.training))
+
+
+def test_a_layer_in_training_mode_seen_during_the_shared_pass_falls_back_to_eval_mode_refreshes():
+    torch.manual_seed(0)
+    model = FunctionalDropout().double()
+    inputs, targets = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 4, (20,))
+    assert computes_the_same_in_train_and_eval(model)  # invisible to the static check
+    _, optimizer, calls = train(FACTORIES["xsam, model given"], model, inputs, targets, separate=False)
+    refreshes = optimizer.tracker.num_refreshes
+    assert refreshes == 3 and optimizer._mode_free is False
+    assert calls == 2 * STEPS + refreshes + 1  # the one shared attempt stopped at its dropout call
+
+
+@pytest.mark.parametrize(
+    ("module", "same"),
+    [
+        (nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.LayerNorm(2), nn.Dropout(0.0)), True),
+        (nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)), False),
+        (nn.Sequential(nn.Conv2d(1, 1, 3), nn.BatchNorm2d(1)), False),
+        (nn.InstanceNorm1d(3), False),
+        (nn.GRU(2, 2, num_layers=2, dropout=0.2), False),
+        (nn.MultiheadAttention(4, 2), True),
+        (nn.MultiheadAttention(4, 2, dropout=0.1), False),
+        (nn.GroupNorm(1, 2), True),
+    ],
+)
+def test_which_modules_compute_the_same_in_train_and_eval(module, same):
+    assert computes_the_same_in_train_and_eval(module) is same
+
+
+class StepRecorder:
+    """Stands in for an optimizer: records the refresh closure the training engine hands to ``step``."""
+
+    def __init__(self) -> None:
+        self.grad_scaler = None
+        self.param_groups: list = []
+        self.refresh_closure: object = "not called"
+
+    def step(self, closure: Callable, *, refresh_closure: Callable | None = None) -> torch.Tensor:
+        self.refresh_closure = refresh_closure
+        return torch.zeros(())
+
+
+@pytest.mark.parametrize(("amp", "m", "shared"), [("off", 1, True), ("bf16", 1, False), ("off", 2, False)])
+def test_the_training_engine_lets_the_first_pass_serve_the_refresh_only_in_float32_with_one_chunk(amp, m, shared):
+    autocast = partial(torch.autocast, "cpu", dtype=torch.bfloat16) if amp == "bf16" else nullcontext
+    passes = StepPasses(nn.Linear(2, 2), as_batch_loss(F.mse_loss), autocast, m=m)
+    recorder = StepRecorder()
+    passes.run(recorder, (torch.zeros(4, 2), torch.zeros(4, 2)))
+    assert (recorder.refresh_closure is None) is shared
