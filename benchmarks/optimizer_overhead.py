@@ -117,10 +117,10 @@ TRACKING = (EigenSAM, XSAM)
 PAIRED_BATCHES = 64
 #: The steps alone, without refreshes (v set once at random), for the paired comparison.
 NO_REFRESH = 10**9
-#: The default refresh with its own pass, for models whose first pass serves the refresh (no BatchNorm, no dropout).
+#: A fixed refresh with its own pass, for models whose first pass serves the refresh (no BatchNorm, no dropout).
 OWN_REFRESH_PASS = {
-    "X-SAM (freq 5, ritz tol 0.05, own refresh pass)": (XSAM, {}),
-    "Eigen-SAM (freq 100, ritz tol 0.05, own refresh pass)": (EigenSAM, {}),
+    "X-SAM (freq 5, ritz 4, own refresh pass)": (XSAM, {"power_iters": 4, "refresh_tol": 0.0}),
+    "Eigen-SAM (freq 100, ritz 4, own refresh pass)": (EigenSAM, {"power_iters": 4, "refresh_tol": 0.0}),
 }
 STEPS_ONLY: dict[str, tuple[type[SharpnessAware], dict[str, int | str]]] = {
     "Eigen-SAM step alone (v given, no refresh)": (EigenSAM, {"freq": NO_REFRESH}),
