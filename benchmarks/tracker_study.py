@@ -79,9 +79,12 @@ RULES: dict[str, Rule] = {
     "ritz 2, two starts": ritz_rule(2, 2),
     "ritz 3, two starts": ritz_rule(3, 2),
     "ritz 4, two starts": ritz_rule(4, 2),
-    "ritz ≤ 6, tol 0.15": ritz_rule(DEFAULT_PRODUCTS["ritz"], 1, 0.15),
-    "ritz ≤ 6, tol 0.1": ritz_rule(DEFAULT_PRODUCTS["ritz"], 1, 0.1),
-    f"ritz ≤ 6, tol {DEFAULT_TOLERANCE} (default)": ritz_rule(DEFAULT_PRODUCTS["ritz"], 1, DEFAULT_TOLERANCE),
+    "ritz ≤ 6, tol 0.15": ritz_rule(6, 1, 0.15),
+    "ritz ≤ 6, tol 0.1": ritz_rule(6, 1, 0.1),
+    "ritz ≤ 6, tol 0.05": ritz_rule(6, 1, 0.05),
+    f"ritz ≤ {DEFAULT_PRODUCTS['ritz']}, tol {DEFAULT_TOLERANCE} (default)": ritz_rule(
+        DEFAULT_PRODUCTS["ritz"], 1, DEFAULT_TOLERANCE
+    ),
 }
 
 

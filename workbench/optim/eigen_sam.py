@@ -23,7 +23,7 @@ class EigenSAM(SharpnessAware):
     v is re-estimated by an ``EigenTracker`` with the published schedule (see there) from exact double-backprop
     Hessian-vector products on step t's batch at θ, in eval mode when ``model`` is given, before steps t = freq,
     2·freq, ... (per epoch with ``epoch_length``). Published estimate: 5 warm-started power iterations
-    (``refresh="power"``); default: 2-6 products spent by Rayleigh–Ritz on the same warm-started Krylov space until
+    (``refresh="power"``); default: 2-5 products spent by Rayleigh–Ritz on the same warm-started Krylov space until
     the top Ritz pair's relative residual is at most ``refresh_tol`` = 0.05 (``refresh="ritz"``), measured closer to
     v1 at lower cost (benchmarks/RESULTS.md).
 
@@ -38,7 +38,7 @@ class EigenSAM(SharpnessAware):
         rho: ρ > 0 (published default 0.1); a per-group setting.
         alpha: α ≥ 0, the weight of the eigenvector term (published default 0.2; α = 0 is SAM); a per-group setting.
         freq: refresh period in steps, ≥ 1 (published default 100); a group setting, the same in every group.
-        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: at most 6 for ``refresh="ritz"``,
+        power_iters: Hessian-vector products per refresh, ≥ 1; ``None``: at most 5 for ``refresh="ritz"``,
             5 (published) for ``refresh="power"``.
         refresh: how v is re-estimated (see ``EigenTracker``): ``"ritz"`` (default: Rayleigh–Ritz on the
             warm-started Krylov space plus a free power step, stopped at ``refresh_tol``; better aligned with v1

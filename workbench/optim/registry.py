@@ -102,7 +102,7 @@ class OptimizerEntry:
 
 _RHO = "ρ > 0, the radius of the perturbation ε"
 _FREQ = "steps between refreshes of the tracked eigenvector v, ≥ 1"
-_POWER_ITERS = "Hessian-vector products per refresh, ≥ 1 (none: at most 6 with ritz, 5 with the published power)"
+_POWER_ITERS = "Hessian-vector products per refresh, ≥ 1 (none: at most 5 with ritz, 5 with the published power)"
 _REFRESH = "how v is re-estimated: ritz (Rayleigh–Ritz, better aligned per product) or power (published)"
 _REFRESH_TOL = "ritz stops once the top Ritz pair's relative residual is ≤ this, ≥ 0 (none: 0.05; 0: all power_iters)"
 

@@ -15,7 +15,7 @@ REFRESH_RULES = ("ritz", "power")
 #: Hessian-vector products per refresh when ``power_iters`` is not given: the published 5 for power iteration; for
 #: the Ritz rule the most it may take (it stops at ``DEFAULT_TOLERANCE``, after 3.2-4.1 products on average along
 #: the benchmark runs; benchmarks/RESULTS.md, "Cheaper eigenvector tracking").
-DEFAULT_PRODUCTS = {"ritz": 6, "power": 5}
+DEFAULT_PRODUCTS = {"ritz": 5, "power": 5}
 #: The Ritz rule's default stopping tolerance: the top Ritz pair's relative residual ‖H y − θ y‖ / |θ|. With it,
 #: v tracked v1 at least as closely as the published 5 power iterations (median, mean and worst case) on both
 #: benchmark models at refresh periods 5 and 100; at 0.1 and 0.15 it did not everywhere (benchmarks/RESULTS.md).
@@ -34,7 +34,7 @@ class EigenTracker:
 
     Estimate, ``refresh="ritz"`` (default): Hessian-vector products spent on the Krylov space of the previous
     vector (Lanczos with full reorthogonalisation) until its top Ritz pair's relative residual ‖H y − θ y‖ / |θ|
-    is at most ``refresh_tol`` (default 0.05; at least 2 products, at most ``power_iters``, default 6), whose top Ritz
+    is at most ``refresh_tol`` (default 0.05; at least 2 products, at most ``power_iters``, default 5), whose top Ritz
     vector then takes one more power step for free from the stored products (``workbench.curvature.ritz_refresh``):
     v lies in the Krylov space the power iterate would reach with as many products, but is chosen in it by
     Rayleigh–Ritz. ``refresh_tol=0`` spends exactly ``power_iters`` products. ``refresh="power"`` (published, 5
@@ -67,7 +67,7 @@ class EigenTracker:
         freq: refresh period in steps, ≥ 1.
         power_iters: Hessian-vector products per refresh, ≥ 1: the most for ``refresh="ritz"`` (its Krylov
             dimension), power iterations for ``refresh="power"``; ``None`` (default): ``DEFAULT_PRODUCTS[refresh]``
-            (6 for the Ritz rule, 5 for power iteration as in both papers' code).
+            (5 for the Ritz rule, at most; 5 for power iteration as in both papers' code).
         refresh: ``"ritz"`` (default) or ``"power"`` (published).
         refresh_tol: the Ritz rule's stopping tolerance (relative residual) ≥ 0; ``None`` (default): 0.05
             (``DEFAULT_TOLERANCE``); 0: always ``power_iters`` products. Only for ``refresh="ritz"``.

@@ -25,7 +25,7 @@ class XSAM(SharpnessAware):
     * ε = ρ·ĝ (SAM), g_adv = ∇L(θ + ε); v is estimated at θ (before the first pass, on the same batch) and
       applied to g_adv taken at θ + ε.
     * v: 5 warm-started power iterations with exact double-backprop Hessian-vector products (``refresh="power"``;
-      the default ``refresh="ritz"`` spends 2-6 products by Rayleigh–Ritz instead, stopping at a residual
+      the default ``refresh="ritz"`` spends 2-5 products by Rayleigh–Ritz instead, stopping at a residual
       tolerance, measured closer to v1 with fewer products in benchmarks/RESULTS.md), in eval mode when ``model``
       is given, refreshed before steps t = freq, 2·freq, ... (``step % freq == 0 and step > 0``; per epoch with
       ``epoch_length``, as the script's ``enumerate(train_loader)`` counts). Before the first refresh there is no
