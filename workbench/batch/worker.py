@@ -38,6 +38,9 @@ from workbench.jsonfiles import read_json, write_json
 PARENT_POLL_SECONDS = 0.5
 PARENT_GONE = 3  # exit status of a worker whose batch died
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: Seconds a run's kernel may take to start: papermill's default, 60, was too short on a loaded 2-core machine
+#: (several runs starting kernels at once beside other jobs), which failed a run before it began.
+KERNEL_START_SECONDS = 300
 
 
 def execute_run(folder: Path, *, kernel_name: str) -> bool:
@@ -68,6 +71,7 @@ def execute_run(folder: Path, *, kernel_name: str) -> bool:
             progress_bar=False,
             cwd=str(folder),
             store_widget_state=False,
+            start_timeout=KERNEL_START_SECONDS,
         )
         trained = RunFolder(folder)
         summary = trained.read_summary()
