@@ -44,15 +44,15 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     1. if the eigen-tracker is due, re-estimate the top Hessian eigenvector v on this batch at θ
        (``refresh_eigenvector``; with ``model`` given, in eval mode as the published Eigen-SAM code does);
     2. g = ∇L(θ) (first closure call); ε = ``perturbation(g, v)``; θ ← θ + ε;
-
-    When the first pass computes what the refresh's pass would (see "Shared first pass" below), steps 1 and 2 are
-    one closure call whose gradient graph serves the refresh's Hessian-vector products: one forward and backward
-    pass fewer per refresh, the same v and g.
     3. g_adv = ∇L(θ + ε) (second closure call);
     4. θ is restored exactly (from a copy, not by subtracting ε); with ``model`` given, so is every buffer of the
        model (BatchNorm running statistics and counters) as the first pass left it; the gradient becomes
        d = ``descent_direction(g, g_adv, v)`` and the base optimizer steps with it (momentum, weight decay,
        schedules and state all the base optimizer's own). ``.grad`` holds d afterwards.
+
+    When the first pass computes what the refresh's pass would (see "Shared first pass" below), steps 1 and 2 are
+    one closure call whose gradient graph serves the refresh's Hessian-vector products: one forward and backward
+    pass fewer per refresh, the same v and g.
 
     Subclasses supply ``perturbation`` and, optionally, ``descent_direction`` and ``orientation``, each a thin
     wrapper of the pure functions in ``workbench.optim.rules``.
