@@ -175,17 +175,8 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
                 naming ``refresh_closure`` when a refresh is due under a grad_scaler without one.
         """
         closure = self._require_closure(closure)
-        loss = None  # the first pass's loss, once it ran
-        if self.refresh_due and refresh_closure is None and self._first_pass_can_refresh():
-            loss = self._refresh_during_first_pass(closure)
-        if loss is None and self.refresh_due:
-            if refresh_closure is None and self.grad_scaler is not None:
-                raise ValueError(
-                    "refresh_closure is required with a grad_scaler: the eigenvector refresh needs the loss "
-                    "unscaled (and in float32)"
-                )
-            self.refresh_eigenvector(self._require_closure(refresh_closure or closure))
-        if loss is None:
+        loss = self._refresh_before_step(closure, refresh_closure) if self.refresh_due else None
+        if loss is None:  # the refresh did not run the first pass itself
             loss = self._run_closure(closure)
         loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
         if not self._unscale(self):
@@ -276,6 +267,25 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         self.tracker.freq = self._shared_setting("freq")
         return self.tracker.due(self.step_count)
 
+    def _refresh_before_step(self, closure: Closure, refresh_closure: Closure | None) -> Any:
+        """The due refresh of a step: in the first pass itself where it can ("Shared first pass"; returns that
+        pass's loss), else on its own pass of ``refresh_closure`` or ``closure`` (returns None).
+
+        Raises:
+            ValueError: naming ``refresh_closure`` when it is missing under a grad_scaler.
+        """
+        if refresh_closure is None and self._first_pass_can_refresh():
+            loss = self._refresh_during_first_pass(closure)
+            if loss is not None:
+                return loss
+        if refresh_closure is None and self.grad_scaler is not None:
+            raise ValueError(
+                "refresh_closure is required with a grad_scaler: the eigenvector refresh needs the loss "
+                "unscaled (and in float32)"
+            )
+        self.refresh_eigenvector(self._require_closure(refresh_closure or closure))
+        return None
+
     def _first_pass_can_refresh(self) -> bool:
         """Whether the refresh may take its products from the first pass's own gradient graph: no grad_scaler and
         no ``hessian_hook``, and the first pass computes what the refresh's eval-mode pass would (without
@@ -308,7 +318,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
 
         try:
             with forbid_train_mode(type(self).__name__), closure_hessian(first_pass, params) as hessian:
-                self.tracker.refresh(hessian)
+                self._refresh_on(hessian)
                 gradients = [None if param.grad is None else param.grad.detach() for param in params]
         except TrainModeLayerError:
             if self.model is None:
@@ -317,7 +327,6 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             return None
         for param, gradient in zip(params, gradients, strict=True):
             param.grad = gradient
-        self._refreshed = True
         return losses[0]
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
@@ -335,7 +344,12 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         owner = type(self).__name__
         mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
         with mode, closure_hessian(closure, self._params()) as hessian:
-            result = self.tracker.refresh(hessian if self.hessian_hook is None else self.hessian_hook(hessian))
+            return self._refresh_on(hessian)
+
+    def _refresh_on(self, hessian: SymmetricOperator) -> EigenResult:
+        """The tracker's refresh on the closure's Hessian (through ``hessian_hook`` when set), marked for the next
+        step's record."""
+        result = self.tracker.refresh(hessian if self.hessian_hook is None else self.hessian_hook(hessian))
         self._refreshed = True
         return result
 
