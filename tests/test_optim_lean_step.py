@@ -1,4 +1,5 @@
-"""The SAM family's step is lean: no host reads while stepping, one extra parameter copy, one tensor per record."""
+"""The SAM family's step is lean: no host reads while stepping (a Ritz refresh: its projected matrices only), one
+extra parameter copy, one tensor per record."""
 
 from __future__ import annotations
 
@@ -43,15 +44,13 @@ def closure_for(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]):
     [
         (SAM, {}),
         (ASAM, {}),
-        (EigenSAM, {"freq": 2}),
-        (EigenSAM, {"freq": 2, "refresh": "ritz", "power_iters": 3}),
-        (XSAM, {"freq": 2}),
-        (XSAM, {"freq": 2, "refresh": "ritz", "orientation": "along_gradient", "angle_gate": True}),
+        (EigenSAM, {"freq": 2, "refresh": "power"}),
+        (XSAM, {"freq": 2, "refresh": "power", "orientation": "along_gradient", "angle_gate": True}),
     ],
 )
-def test_steps_and_refreshes_read_nothing_on_the_host(factory, options):
-    """Not one scalar read or data-dependent shape in five steps (two of them after refreshes): on a GPU the step
-    queues all its work. (The Ritz refresh's one host copy of its small projected matrix is not visible on a CPU.)"""
+def test_steps_and_power_refreshes_read_nothing_on_the_host(factory, options):
+    """Not one scalar read, host copy or data-dependent shape in five steps (two of them after power refreshes): on
+    a GPU the step queues all its work."""
     model = cnn()
     optimizer = factory(model.parameters(), model=model, **options, **BASE)
     closure = closure_for(model, batch())
@@ -63,6 +62,26 @@ def test_steps_and_refreshes_read_nothing_on_the_host(factory, options):
         assert optimizer.tracker.num_refreshes == 2
 
 
+@pytest.mark.parametrize("factory", [EigenSAM, XSAM])
+@pytest.mark.parametrize(("refresh_tol", "most_copies"), [(0.0, 1), (None, 3)])
+def test_a_ritz_refresh_copies_only_its_projected_matrices_to_the_host(factory, refresh_tol, most_copies):
+    """Steps without a refresh read nothing; a Ritz refresh step copies its small projected matrices to the host,
+    once with a fixed budget and once per tolerance check (from the 2nd to the 4th product: at most 3), and nothing
+    else. The copies go through ``to_host``, so this CPU count is the count on CUDA."""
+    model = cnn()
+    optimizer = factory(model.parameters(), model=model, freq=2, power_iters=4, refresh_tol=refresh_tol, **BASE)
+    closure = closure_for(model, batch())
+    counts = []
+    for _ in range(5):
+        with HostSyncCounter() as counter:
+            optimizer.step(closure)
+        assert set(counter.counts) <= {"device-to-host copy"}, counter.counts
+        counts.append(counter.total)
+    assert [counts[0], counts[1], counts[3]] == [0, 0, 0]  # refreshes before steps 2 and 4
+    assert all(1 <= counts[index] <= most_copies for index in (2, 4)), counts
+    assert optimizer.tracker.num_refreshes == 2
+
+
 def test_the_record_is_one_tensor_read_once():
     model = cnn()
     optimizer = XSAM(model.parameters(), model=model, freq=1, **BASE)
@@ -71,10 +90,10 @@ def test_the_record_is_one_tensor_read_once():
         optimizer.step(closure)
     record = optimizer.last_step
     assert record.scalar_names == TRACKING_NAMES and record.scalar_values.shape == (len(TRACKING_NAMES),)
-    assert record.eigenvalue == optimizer.tracker.eigenvalue
     with HostSyncCounter() as counter:
         row = record.scalars()
-    assert counter.total == 0  # on a CPU the one .tolist() copy is not a dispatched read
+    assert counter.counts == {"device-to-host copy": 1}  # the whole row, the eigenvalue included, in one copy
+    assert record.eigenvalue == optimizer.tracker.eigenvalue
     assert list(row)[:3] == ["step", "refreshed", "eigenvalue"] and row["refreshed"] == 1.0
 
 

@@ -1,4 +1,4 @@
-"""Device selection: ``"auto"`` means CUDA when present, else CPU."""
+"""Device selection (``"auto"`` means CUDA when present, else CPU) and counted copies to the host."""
 
 from __future__ import annotations
 
@@ -23,3 +23,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} asks for CUDA, but no CUDA device is available; use 'auto' or 'cpu'")
     return resolved
+
+
+@torch.library.custom_op("workbench::to_host", mutates_args=())
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(device="cpu", dtype=torch.float64, copy=True)
+
+
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` copied to the host in float64, detached: the way code that runs during an optimizer step
+    reads device values in bulk.
+
+    On CUDA the copy waits for every queued kernel. It runs as the dispatcher-visible operator
+    ``torch.ops.workbench.to_host``, so that ``workbench.diagnostics.HostSyncCounter`` counts it on every device: on a
+    CPU, where ``tensor.cpu()`` is a no-op the dispatcher never sees, a count then equals the count on CUDA.
+    """
+    return _to_host(tensor.detach())

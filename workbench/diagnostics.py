@@ -5,8 +5,11 @@ value on the host (``float(t)``, ``t.item()``, ``bool(t)``, ``if t > 0``), copyi
 and data-dependent shapes (``nonzero``, boolean indexing) all wait until the GPU has finished every queued kernel.
 The counter sees those operations as they pass through PyTorch's dispatcher, so the same check runs on a CPU,
 where nothing actually waits: a step that counts zero here queues all its work without stalling a GPU. Not seen
-on a CPU: ``.tolist()`` and ``.numpy()``, which read CPU memory without dispatching (on CUDA they copy to the
-host first, which is counted). ``torch.cuda.set_sync_debug_mode`` reports the CUDA syncs themselves.
+on a CPU: ``.cpu()``, ``.tolist()`` and ``.numpy()`` of a CPU tensor, which read CPU memory without dispatching (on
+CUDA they copy to the host first, which is counted). Code that runs during an optimizer step (the eigenvector
+refreshes) therefore copies to the host only through ``workbench.devices.to_host``, an operator the dispatcher sees
+on every device, counted here as a device-to-host copy on a CPU too. ``torch.cuda.set_sync_debug_mode`` reports
+the CUDA syncs themselves.
 
 ``peak_tensor_bytes(function)`` measures the largest amount of tensor memory alive while ``function()`` runs,
 beyond what was alive when it began, from the profiler's allocation records (CPU and CUDA alike).
@@ -23,6 +26,8 @@ from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
+import workbench.devices  # noqa: F401  registers torch.ops.workbench.to_host, counted below
+
 _aten = torch.ops.aten
 #: Operations that read values or shapes on the host, whatever the device.
 _VALUE_READS = {
@@ -31,6 +36,7 @@ _VALUE_READS = {
     _aten.equal.default: "torch.equal",
     _aten.nonzero.default: "data-dependent shape (nonzero / boolean indexing)",
     _aten.masked_select.default: "data-dependent shape (nonzero / boolean indexing)",
+    torch.ops.workbench.to_host.default: "device-to-host copy",
 }
 
 
@@ -58,7 +64,7 @@ class HostSyncCounter(TorchDispatchMode):
         if kind is not None:
             self.counts[kind] += 1
         result = func(*args, **kwargs)
-        if func in (_aten._to_copy.default, _aten.copy_.default) and _to_host(func, args, kwargs, result):
+        if func in (_aten._to_copy.default, _aten.copy_.default) and _copies_to_host(func, args, kwargs, result):
             self.counts["device-to-host copy"] += 1
         return result
 
@@ -67,7 +73,7 @@ def _has_mask(indices: list[torch.Tensor | None]) -> bool:
     return any(index is not None and index.dtype == torch.bool for index in indices)
 
 
-def _to_host(func: Any, args: tuple, kwargs: dict, result: Any) -> bool:
+def _copies_to_host(func: Any, args: tuple, kwargs: dict, result: Any) -> bool:
     source = args[1] if func is _aten.copy_.default else args[0]
     target = args[0] if func is _aten.copy_.default else result
     return (

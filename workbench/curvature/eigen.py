@@ -16,6 +16,7 @@ import torch
 
 from workbench._checks import check_choice, check_float, check_int
 from workbench.curvature.linear import SymmetricOperator
+from workbench.devices import to_host
 
 EIGEN_METHODS = ("lanczos", "power")
 
@@ -221,7 +222,7 @@ class _RitzPairs:
 def _rayleigh_ritz(q: torch.Tensor, w: torch.Tensor, keep: int) -> _RitzPairs:
     """The Ritz pairs of ``q`` and ``w`` (one host copy of QWᵀ, QQᵀ and WWᵀ), with the top pair's residual
     ‖Ws − θQs‖² = sᵀ(WWᵀ)s − 2θ·sᵀ(QWᵀ)s + θ²·sᵀ(QQᵀ)s taken from those matrices."""
-    cross, gram, images = torch.stack([q @ w.T, q @ q.T, w @ w.T]).double().cpu().numpy()
+    cross, gram, images = to_host(torch.stack([q @ w.T, q @ q.T, w @ w.T])).numpy()
     stiffness, gram = (cross + cross.T) / 2, (gram + gram.T) / 2
     gram_values, gram_vectors = np.linalg.eigh(gram)
     usable = gram_values > 1e-10 * gram_values.max()
@@ -310,7 +311,7 @@ def _lanczos(
         product.addmv_(current.T, coefficients, alpha=-1)  # in place: no parameter-sized temporary
         correction = current @ product  # second Gram–Schmidt pass keeps the basis orthogonal in float32
         product.addmv_(current.T, correction, alpha=-1)
-        column = (coefficients + correction).double().cpu()
+        column = to_host(coefficients + correction)
         projected[:size, size - 1] = column
         projected[size - 1, :size] = column
         beta = float(product.norm())
@@ -363,13 +364,13 @@ def _subspace_iteration(op: SymmetricOperator, k: int, tol: float, max_iter: int
     for iteration in range(1, max_iter + 1):
         products = op.batched_matvec(block)
         hvps += k
-        gram = (block @ products.T).double().cpu()
+        gram = to_host(block @ products.T)
         theta, rotation = torch.linalg.eigh((gram + gram.T) / 2)
         order = torch.argsort(theta.abs(), descending=True)
         theta, rotation = theta[order], rotation[:, order].to(device=op.device, dtype=op.dtype)
         block, products = rotation.T @ block, rotation.T @ products
         theta_device = theta.to(device=op.device, dtype=op.dtype)
-        residuals = (products - theta_device[:, None] * block).norm(dim=1).double().cpu()
+        residuals = to_host((products - theta_device[:, None] * block).norm(dim=1))
         converged = bool((residuals <= tol * theta.abs().clamp_min(torch.finfo(torch.float64).tiny)).all())
         if converged or iteration == max_iter:
             return EigenResult(theta, block, residuals, hvps, converged, "power")

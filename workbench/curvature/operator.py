@@ -21,7 +21,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator
 
 from workbench._checks import check_choice, check_int
-from workbench.devices import resolve_device
+from workbench.devices import resolve_device, to_host
 from workbench.inputs import Data, LossFn, as_batches, check_scalar_loss, param_names, select_params
 from workbench.losses import LossModule, as_batch_loss
 from workbench.modes import eval_mode
@@ -161,7 +161,7 @@ class HessianOperator:
 
         def matmat(block: np.ndarray) -> np.ndarray:
             columns = torch.as_tensor(np.ascontiguousarray(block.T))
-            return self.batched_matvec(columns).double().cpu().numpy().T
+            return to_host(self.batched_matvec(columns)).numpy().T
 
         def matvec(vector: np.ndarray) -> np.ndarray:
             return matmat(np.asarray(vector).reshape(-1, 1)).ravel()

@@ -8,6 +8,8 @@ from functools import cached_property
 
 import torch
 
+from workbench.devices import to_host
+
 SCALAR_NAMES = (
     "gradient_norm",
     "perturbation_norm",
@@ -70,7 +72,7 @@ class StepRecord:
 
     @cached_property
     def _host_values(self) -> dict[str, float]:
-        return dict(zip(self.scalar_names, self.scalar_values.tolist(), strict=True))
+        return dict(zip(self.scalar_names, to_host(self.scalar_values).tolist(), strict=True))
 
     def _value(self, name: str) -> float:
         return self._host_values.get(name, math.nan)
