@@ -24,6 +24,10 @@ from workbench.optim.train_mode_guard import (
 from workbench.optim.wrapped import Closure, WrappedOptimizer
 from workbench.params import unflatten
 
+#: Largest relative difference between the eval-mode and the training-mode loss of one batch that still counts as
+#: "the model computes the same in both modes" (float32 rounding, e.g. a GPU's reduction order, stays far below).
+_SAME_LOSS_RTOL = 1e-5
+
 
 @dataclass
 class _Ascent:
@@ -74,10 +78,11 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     ``create_graph=True``) when no ``refresh_closure`` and no grad_scaler are given, no ``hessian_hook`` is set, and
     the first pass computes the eval-mode loss: always without ``model`` (the refresh then runs in the closure's
     mode anyway, BatchNorm and dropout in training mode refused), and with ``model`` when no BatchNorm,
-    InstanceNorm or dropout with p > 0 is among its modules (a call of either in training mode during the shared
-    pass switches the optimizer back to separate eval-mode refreshes for good). A module that branches on
-    ``self.training`` by itself is not recognised: pass ``refresh_closure=closure`` to keep the refresh's own
-    eval-mode pass.
+    InstanceNorm or dropout with p > 0 is among its modules and the first refresh verified it: that refresh runs
+    its own eval-mode pass, and the passes are shared from the next refresh on only if the first pass, in training
+    mode, returned the same loss (so a custom module that branches on ``self.training`` by itself shows there). A
+    call of BatchNorm or dropout in training mode during a shared pass switches the optimizer back to separate
+    eval-mode refreshes for good. ``refresh_closure=closure`` always keeps the refresh's own eval-mode pass.
 
     Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
     ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
@@ -275,6 +280,8 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             ValueError: naming ``refresh_closure`` when it is missing under a grad_scaler.
         """
         if refresh_closure is None and self._first_pass_can_refresh():
+            if self.model is not None and self._mode_free is None:
+                return self._refresh_and_verify_modes(closure)
             loss = self._refresh_during_first_pass(closure)
             if loss is not None:
                 return loss
@@ -290,14 +297,31 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         """Whether the refresh may take its products from the first pass's own gradient graph: no grad_scaler and
         no ``hessian_hook``, and the first pass computes what the refresh's eval-mode pass would (without
         ``model``: always, since the refresh then runs in the closure's own mode too; with it: when
-        ``computes_the_same_in_train_and_eval(model)``, and until a layer in training mode shows otherwise)."""
+        ``computes_the_same_in_train_and_eval(model)``, to be verified by the first refresh while ``_mode_free``
+        is None, and until a layer in training mode shows otherwise)."""
         if self.grad_scaler is not None or self.hessian_hook is not None:
             return False
         if self.model is None:
             return True
-        if self._mode_free is None:
-            self._mode_free = computes_the_same_in_train_and_eval(self.model)
-        return self._mode_free
+        if self._mode_free is None and not computes_the_same_in_train_and_eval(self.model):
+            self._mode_free = False
+        return self._mode_free is not False
+
+    def _refresh_and_verify_modes(self, closure: Closure) -> Any:
+        """The first refresh where ``model`` looks free of train-mode layers: on its own eval-mode pass, then the
+        step's first pass in training mode; later refreshes share the first pass only if both passes returned the
+        same loss (relative difference at most ``_SAME_LOSS_RTOL``: one host read, once). Returns the first pass's
+        loss."""
+        eval_losses: list[Any] = []
+
+        def recorded() -> Any:
+            eval_losses.append(closure())
+            return eval_losses[-1]
+
+        self.refresh_eigenvector(recorded)
+        loss = self._run_closure(closure)
+        self._mode_free = _same_loss(eval_losses[0], loss)
+        return loss
 
     def _refresh_during_first_pass(self, closure: Closure) -> Any:
         """The first pass, run once with graph-building backward: v is refreshed on its Hessian, then its gradient
@@ -434,6 +458,12 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             scalar_names=names,
             tracking=tracker is not None,
         )
+
+
+def _same_loss(eval_loss: Any, train_loss: Any) -> bool:
+    """Whether two closure losses (tensors or numbers) agree within ``_SAME_LOSS_RTOL``; NaN never agrees."""
+    first, second = (torch.as_tensor(loss).detach().double().cpu() for loss in (eval_loss, train_loss))
+    return bool(torch.isclose(first, second, rtol=_SAME_LOSS_RTOL, atol=0.0).all())
 
 
 def _angles(

@@ -67,7 +67,8 @@ def forbid_train_mode(owner: str) -> Iterator[None]:
 def computes_the_same_in_train_and_eval(model: nn.Module) -> bool:
     """Whether no submodule of ``model`` is of a kind that computes differently in training mode: normalisation
     with batch statistics (BatchNorm, InstanceNorm), dropout with p > 0, or recurrent and attention layers with
-    dropout > 0. A custom module that branches on ``self.training`` itself is not recognised."""
+    dropout > 0. A custom module that branches on ``self.training`` itself is not recognised here (the shared first
+    pass of ``SharpnessAware`` therefore also compares the two modes' losses at its first refresh)."""
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._NormBase):
             return False
