@@ -17,7 +17,11 @@ from tests.conftest import make_cnn_problem, make_mlp_problem
 from workbench.distributed.passes import StepPasses
 from workbench.losses import as_batch_loss
 from workbench.optim import XSAM, EigenSAM
-from workbench.optim.train_mode_guard import computes_the_same_in_train_and_eval
+from workbench.optim.train_mode_guard import (
+    TrainModeLayerError,
+    computes_the_same_in_train_and_eval,
+    forbid_train_mode,
+)
 
 STEPS = 7
 
@@ -111,12 +115,34 @@ class TrainingBranch(nn.Module):
         return self.second(hidden * 0.8 if self.training else hidden)
 
 
+class StochasticDepth(nn.Module):
+    """A residual MLP block with stochastic depth as torchvision writes it (a Bernoulli mask per sample in training
+    mode), without its shortcut for p = 0."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.first, self.branch, self.second = nn.Linear(6, 10), nn.Linear(10, 10), nn.Linear(10, 4)
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.first(x))
+        branch = self.branch(hidden)
+        if self.training:
+            keep = torch.empty(x.shape[0], 1, dtype=x.dtype).bernoulli_(1 - self.p)
+            branch = branch * keep / (1 - self.p)
+        return self.second(hidden + torch.tanh(branch))
+
+
 def double_problem(model: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     return model.double(), torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 4, (20,))
 
 
-@pytest.mark.parametrize("model", [FunctionalDropout(0.5), TrainingBranch()], ids=["functional dropout", "branch"])
+@pytest.mark.parametrize(
+    "model",
+    [FunctionalDropout(0.5), TrainingBranch(), StochasticDepth(0.5)],
+    ids=["functional dropout", "branch", "stochastic depth"],
+)
 def test_a_model_that_computes_differently_in_training_mode_keeps_eval_mode_refreshes(model):
     """Invisible to the module check, seen by the first refresh: its eval-mode loss differs from the first pass's.
     Every refresh then keeps its own pass, and training equals training with ``refresh_closure`` given."""
@@ -133,14 +159,26 @@ def test_a_model_that_computes_differently_in_training_mode_keeps_eval_mode_refr
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
-def test_a_layer_in_training_mode_seen_during_the_shared_pass_falls_back_to_eval_mode_refreshes():
-    """Dropout with p = 0 computes the same in both modes (the first refresh verifies it), but a shared pass that
-    meets a dropout call in training mode stops and falls back to eval-mode refreshes for good."""
-    model, inputs, targets = double_problem(FunctionalDropout(0.0))
-    _, optimizer, calls = train(FACTORIES["xsam, model given"], model, inputs, targets, separate=False)
+def test_random_sampling_seen_during_the_shared_pass_falls_back_to_eval_mode_refreshes():
+    """Stochastic depth with p = 0 draws an all-ones mask: the same loss in both modes (the first refresh verifies
+    it), but a shared pass that meets a random draw in training mode stops and falls back to eval-mode refreshes
+    for good, and training equals training with ``refresh_closure`` given."""
+    model, inputs, targets = double_problem(StochasticDepth(0.0))
+    trained, optimizer, calls = train(FACTORIES["xsam, model given"], model, inputs, targets, separate=False)
+    alone, alone_optimizer, _ = train(FACTORIES["xsam, model given"], model, inputs, targets, separate=True)
     refreshes = optimizer.tracker.num_refreshes
     assert refreshes == 3 and optimizer._mode_free is False
-    assert calls == 2 * STEPS + refreshes + 1  # the one shared attempt (2nd refresh) stopped at its dropout call
+    assert calls == 2 * STEPS + refreshes + 1  # the one shared attempt (2nd refresh) stopped at its random draw
+    torch.testing.assert_close(optimizer.tracker.vector, alone_optimizer.tracker.vector, rtol=0, atol=1e-10)
+    for a, b in zip(trained.parameters(), alone.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def test_dropout_with_p_zero_shares_the_first_pass():
+    """Dropout layers built with p = 0 (e.g. a WideResNet's default) compute the same in both modes: shared."""
+    model, inputs, targets = double_problem(FunctionalDropout(0.0))
+    _, optimizer, calls = train(FACTORIES["xsam, model given"], model, inputs, targets, separate=False)
+    assert optimizer._mode_free is True and calls == 2 * STEPS + 1  # the first refresh's own (verifying) pass
 
 
 @pytest.mark.parametrize(
@@ -180,3 +218,39 @@ def test_the_training_engine_lets_the_first_pass_serve_the_refresh_only_in_float
     recorder = StepRecorder()
     passes.run(recorder, (torch.zeros(4, 2), torch.zeros(4, 2)))
     assert (recorder.refresh_closure is None) is shared
+
+
+def test_the_guard_refuses_dropout_only_with_p_above_zero_and_random_draws_only_when_asked():
+    x = torch.ones(3, 4)
+    with forbid_train_mode("XSAM"):
+        assert torch.equal(F.dropout(x, 0.0, training=True), x)
+        F.dropout(x, 0.5, training=False)
+        torch.rand(2)
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran dropout in training mode"):
+        F.dropout(x, 0.1, training=True)
+    with forbid_train_mode("XSAM", random_ops=True):
+        with pytest.raises(TrainModeLayerError, match=r"random operation .*bernoulli_ .*Pass model=<your module>"):
+            torch.empty(3).bernoulli_(0.5)
+        with pytest.raises(TrainModeLayerError, match="random operation"):
+            torch.randn_like(x)
+
+
+def test_a_grad_scaler_or_a_hessian_hook_keeps_the_refresh_on_its_own_pass():
+    """A scaled loss is not the refresh's loss: with a grad_scaler the refresh needs its own closure, named in
+    the error; a ``hessian_hook`` (the distributed average) always gets the refresh's own pass."""
+    problem = make_mlp_problem()
+    model = copy.deepcopy(problem.model)
+    optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model)
+    closure = CountingClosure(model, problem.inputs, problem.targets)
+    optimizer.step(closure)  # step 0: no refresh due
+    optimizer.grad_scaler = torch.amp.GradScaler("cpu")  # the error comes before any pass of step 1
+    with pytest.raises(ValueError, match="refresh_closure is required with a grad_scaler"):
+        optimizer.step(closure)
+    hooked = []
+    model = copy.deepcopy(problem.model)
+    optimizer = XSAM(model.parameters(), lr=0.1, freq=1)
+    optimizer.hessian_hook = lambda hessian: hooked.append(hessian) or hessian
+    closure = CountingClosure(model, problem.inputs, problem.targets)
+    for _ in range(3):
+        optimizer.step(closure)
+    assert len(hooked) == optimizer.tracker.num_refreshes == 2 and closure.calls == 2 * 3 + 2

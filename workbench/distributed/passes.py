@@ -139,7 +139,10 @@ class StepPasses:
         self.replicas = replicas
         self.collectives: dict[str, float] = {}
         # The first training pass computes the refresh's loss (float32, unscaled, on the model itself, the whole
-        # batch): the optimizer may then take the refresh's products from that pass ("Shared first pass").
+        # batch): the optimizer may then take the refresh's products from that pass ("Shared first pass"), or,
+        # where it cannot, run `closure` itself for the refresh. `_Step.closure` counts its calls, so the step's two
+        # passes are then its 2nd and 3rd; that is right only because with m == 1 and no replicas its two branches
+        # run the same pass (the conditions below).
         self._first_pass_is_refresh_pass = autocast is nullcontext and m == 1 and replicas is None
 
     def run(self, optimizer: WrappedOptimizer, batch: Any) -> float:

@@ -81,12 +81,14 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     InstanceNorm or dropout with p > 0 is among its modules and the first refresh verified it: that refresh runs
     its own eval-mode pass, and the passes are shared from the next refresh on only if the first pass, in training
     mode, returned the same loss (so a custom module that branches on ``self.training`` by itself shows there). A
-    call of BatchNorm or dropout in training mode during a shared pass switches the optimizer back to separate
-    eval-mode refreshes for good. ``refresh_closure=closure`` always keeps the refresh's own eval-mode pass.
+    call of BatchNorm, dropout (p > 0) or random sampling (stochastic depth, DropPath) in training mode during a
+    shared pass switches the optimizer back to separate eval-mode refreshes for good. ``refresh_closure=closure``
+    always keeps the refresh's own eval-mode pass.
 
     Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
     ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
-    twice per step (three times when v is refreshed). Manual loops can use davda54/sam's vocabulary instead:
+    twice per step (three times when v is refreshed on a pass of its own; see "Shared first pass"). Manual loops can
+    use davda54/sam's vocabulary instead:
     ``loss.backward(); opt.first_step(zero_grad=True); loss_fn(model(x), y).backward(); opt.second_step()``,
     with ``if opt.refresh_due: opt.refresh_eigenvector(closure)`` before it for the eigenvector methods.
 
@@ -325,9 +327,9 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
 
     def _refresh_during_first_pass(self, closure: Closure) -> Any:
         """The first pass, run once with graph-building backward: v is refreshed on its Hessian, then its gradient
-        (detached) stays in ``.grad`` for ``first_step``. Returns the closure's loss, or None when the closure ran
-        BatchNorm or dropout in training mode although ``model`` looked free of them (nothing is refreshed then,
-        the gradients are empty, and later refreshes use their own eval-mode pass).
+        (detached) stays in ``.grad`` for ``first_step``. Returns the closure's loss, or None when, with ``model``,
+        the closure ran BatchNorm, dropout (p > 0) or random sampling (e.g. stochastic depth) in training mode
+        (nothing is refreshed then, the gradients are empty, and later refreshes use their own eval-mode pass).
 
         Raises:
             ValueError: without ``model``, when the closure runs BatchNorm or dropout in training mode (as
@@ -336,12 +338,13 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         params = self._params()
         losses: list[Any] = []
 
-        def first_pass() -> Any:
-            losses.append(closure())
+        def first_pass() -> Any:  # with model, random sampling (stochastic depth) also stops the shared pass
+            with forbid_train_mode(type(self).__name__, random_ops=self.model is not None):
+                losses.append(closure())
             return losses[-1]
 
         try:
-            with forbid_train_mode(type(self).__name__), closure_hessian(first_pass, params) as hessian:
+            with closure_hessian(first_pass, params) as hessian:
                 self._refresh_on(hessian)
                 gradients = [None if param.grad is None else param.grad.detach() for param in params]
         except TrainModeLayerError:

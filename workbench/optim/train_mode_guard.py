@@ -3,7 +3,9 @@
 The eigen-tracker estimates v on the Hessian of the loss in eval mode (as the published Eigen-SAM and X-SAM code
 does). An optimizer built from ``model.parameters()`` alone cannot switch the model to eval mode; a refresh then
 would use batch statistics and move BatchNorm's running ones, or drop units at random, silently. Under
-``forbid_train_mode`` those layers raise instead, with a message that says how to do it right.
+``forbid_train_mode`` those layers raise instead, with a message that says how to do it right. Where a pass in
+training mode stands in for the eval-mode one (the shared first pass), ``random_ops=True`` also refuses random
+sampling (the Bernoulli masks of stochastic depth / DropPath, noise injection), which eval mode would not run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -28,6 +31,13 @@ _TRAIN_MODE_LAYERS = {
     F.feature_alpha_dropout: "dropout",
 }
 _SIGNATURES = {function: inspect.signature(function) for function in _TRAIN_MODE_LAYERS}
+#: Random sampling, refused with ``random_ops=True`` (a module in eval mode draws no random numbers).
+_RANDOM_OPS = {
+    torch.bernoulli, torch.Tensor.bernoulli, torch.Tensor.bernoulli_, torch.rand, torch.rand_like, torch.randn,
+    torch.randn_like, torch.randint, torch.randint_like, torch.randperm, torch.multinomial, torch.Tensor.multinomial,
+    torch.normal, torch.poisson, torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.random_,
+    torch.Tensor.exponential_, torch.Tensor.geometric_, torch.Tensor.cauchy_, torch.Tensor.log_normal_,
+}  # fmt: skip
 
 
 class TrainModeLayerError(ValueError):
@@ -35,9 +45,10 @@ class TrainModeLayerError(ValueError):
 
 
 class _ForbidTrainMode(TorchFunctionMode):
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, random_ops: bool) -> None:
         super().__init__()
         self.owner = owner
+        self.random_ops = random_ops
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -45,22 +56,30 @@ class _ForbidTrainMode(TorchFunctionMode):
         if layer is not None:
             bound = _SIGNATURES[func].bind(*args, **kwargs)
             bound.apply_defaults()
-            if bound.arguments["training"]:
+            if bound.arguments["training"] and (layer == "BatchNorm" or bound.arguments["p"] > 0):
                 harm = "move its running statistics" if layer == "BatchNorm" else "make every product random"
-                raise TrainModeLayerError(
-                    f"{self.owner} estimates the top eigenvector in eval mode, but the closure ran {layer} in "
-                    f"training mode, which would {harm}. "
-                    f"Pass model=<your module> when building {self.owner} (it then switches to eval mode for the "
-                    "refresh and restores the mode after), or call model.eval() before refresh_eigenvector()"
-                )
+                raise TrainModeLayerError(self._message(f"{layer} in training mode, which would {harm}"))
+        if self.random_ops and func in _RANDOM_OPS:
+            name = getattr(func, "__qualname__", getattr(func, "__name__", str(func)))
+            raise TrainModeLayerError(
+                self._message(f"the random operation {name} (e.g. stochastic depth), which eval mode would not run")
+            )
         return func(*args, **kwargs)
+
+    def _message(self, what: str) -> str:
+        return (
+            f"{self.owner} estimates the top eigenvector in eval mode, but the closure ran {what}. "
+            f"Pass model=<your module> when building {self.owner} (it then switches to eval mode for the "
+            "refresh and restores the mode after), or call model.eval() before refresh_eigenvector()"
+        )
 
 
 @contextmanager
-def forbid_train_mode(owner: str) -> Iterator[None]:
-    """Within the block (this thread only), BatchNorm and dropout in training mode raise a ValueError naming
-    ``owner`` (the optimizer) and the fix."""
-    with _ForbidTrainMode(owner):
+def forbid_train_mode(owner: str, *, random_ops: bool = False) -> Iterator[None]:
+    """Within the block (this thread only), BatchNorm in training mode and dropout with p > 0 in training mode
+    raise a ``TrainModeLayerError`` (a ValueError) naming ``owner`` (the optimizer) and the fix; with
+    ``random_ops``, so does any random sampling (``_RANDOM_OPS``)."""
+    with _ForbidTrainMode(owner, random_ops):
         yield
 
 

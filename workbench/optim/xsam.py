@@ -22,7 +22,7 @@ class XSAM(SharpnessAware):
     run as published (its X-SAM branch uses ``v`` and ``freq`` that are only defined for "Eigen-SAM"); this class
     follows what that branch evidently means:
 
-    * ε = ρ·ĝ (SAM), g_adv = ∇L(θ + ε); v is estimated at θ (before the first pass, on the same batch) and
+    * ε = ρ·ĝ (SAM), g_adv = ∇L(θ + ε); v is estimated at θ (on the same batch, before or during the first pass) and
       applied to g_adv taken at θ + ε.
     * v: 5 warm-started power iterations with exact double-backprop Hessian-vector products (``refresh="power"``;
       the default ``refresh="ritz"`` spends 2-5 products by Rayleigh–Ritz instead, stopping at a residual
