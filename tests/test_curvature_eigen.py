@@ -203,6 +203,41 @@ def test_ritz_refresh_with_tol_stops_at_the_first_budget_whose_residual_meets_it
     torch.testing.assert_close(result.eigenvalues, fixed[expected].eigenvalues)
 
 
+class _RotatedDiagonal:
+    """A float32 operator of size n: Householder-rotated diagonal H with λ1 = 10 (products in float64, rounded)."""
+
+    def __init__(self, n: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        spectrum = torch.rand(n, generator=generator, dtype=torch.float64) * 5 - 1
+        self.spectrum = torch.cat([torch.tensor([10.0, 9.0, 8.0], dtype=torch.float64), spectrum[3:]])
+        normals = torch.randn(3, n, generator=generator, dtype=torch.float64)
+        self.normals = normals / normals.norm(dim=1, keepdim=True)
+        self.num_params, self.dtype, self.device, self.num_hvps = n, torch.float32, torch.device("cpu"), 0
+
+    def rotate(self, rows: torch.Tensor, order: range) -> torch.Tensor:
+        for index in order:
+            rows = rows - 2 * (rows @ self.normals[index])[:, None] * self.normals[index]
+        return rows
+
+    def batched_matvec(self, rows: torch.Tensor) -> torch.Tensor:
+        self.num_hvps += rows.shape[0]
+        return self.rotate(self.rotate(rows.double(), range(3)) * self.spectrum, range(2, -1, -1)).float()
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-5])
+def test_ritz_refresh_in_float32_stops_only_when_the_explicit_residual_meets_tol(tol):
+    """The stopping residual is taken from the projected matrices, accumulated in float64: in float32 they would
+    cancel to rounding noise over 20,000 parameters and stop at 1e-5 with a true residual of about 5e-4."""
+    op = _RotatedDiagonal(20_000)
+    top = torch.zeros(1, op.num_params, dtype=torch.float64)
+    top[0, 0] = 1.0
+    noise = torch.randn(op.num_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    start = op.rotate(top, range(2, -1, -1))[0] + 1e-3 * noise
+    result = ritz_refresh(op, start.float(), 30, tol=tol)
+    assert result.converged and result.num_hvps < 30
+    assert float(result.residuals[0] / result.eigenvalues[0].abs()) <= 1.5 * tol
+
+
 def test_ritz_refresh_with_tol_takes_min_products_even_from_an_eigenvector():
     matrix, q = _symmetric([4.0, 3.0, 1.0, -1.0])
     op = DenseOperator(matrix)

@@ -147,10 +147,12 @@ def ritz_refresh(
     ``tol`` (checked before each further product, from the projected matrices alone: no extra product), or at
     ``products``. A warm start close to v1 then costs few products and a poor one gets the whole budget.
 
-    Everything stays on ``op``'s device except the ``(m, m)`` projected matrices, copied to the host for their
-    eigendecomposition: once per call with a fixed budget, once per check with ``tol``. A basis vector that
-    collapses (an invariant subspace) is dropped by the Rayleigh–Ritz step (its Gram eigenvalue is below 1e-10 of
-    the largest).
+    Everything stays on ``op``'s device except the ``(m, m)`` projected matrices (accumulated in float64, so that
+    the residual stays accurate for float32 vectors of any size), copied to the host for their eigendecomposition:
+    once per call with a fixed budget, once per check with ``tol``. Memory: the basis and its products,
+    preallocated for ``products`` rows (2 × ``products`` vectors of size n), and the returned rows. A basis vector
+    that collapses (an invariant subspace) is dropped by the Rayleigh–Ritz step (its Gram eigenvalue is below 1e-10
+    of the largest).
 
     Args:
         op: a ``SymmetricOperator`` of size n.
@@ -160,7 +162,7 @@ def ritz_refresh(
             to warm-start the next call with two rows).
         seed: seed of the random start when ``init`` is ``None``.
         tol: relative residual ≥ 0 at which to stop early, or ``None`` (a fixed budget).
-        min_products: the fewest products taken with ``tol``, ≥ 1.
+        min_products: the fewest products taken with ``tol``, ≥ 1 (``products`` caps it).
 
     Returns:
         ``EigenResult`` with ``eigenvalues`` ``(k,)`` the Ritz values (on ``op``'s device; k = min(keep, rank)),
@@ -173,28 +175,30 @@ def ritz_refresh(
     tol = None if tol is None else check_float("tol", tol, minimum=0.0)
     min_products = check_int("min_products", min_products, minimum=1)
     starts = _start_rows(op, init, seed)[:products]
-    basis: list[torch.Tensor] = []
-    images: list[torch.Tensor] = []
+    basis = torch.empty(products, op.num_params, device=op.device, dtype=op.dtype)  # Q, row by row
+    images = torch.empty_like(basis)  # W = H Q
+    size = 0
 
     def extend(vector: torch.Tensor) -> None:
-        basis.append(_orthonormalised(vector, basis))
-        images.append(op.batched_matvec(basis[-1][None])[0])
+        nonlocal size
+        basis[size] = _orthonormalised(vector, basis[:size])
+        images[size] = op.batched_matvec(basis[size : size + 1])[0]
+        size += 1
 
     for start in starts:
         extend(start)
     chain = 0  # the Krylov chain grows from the first start: q ← H q_chain, orthogonalised
     pairs = None
     while True:
-        if (tol is not None and len(basis) >= min_products) or len(basis) == products:
-            pairs = _rayleigh_ritz(torch.stack(basis), torch.stack(images), keep)
-            if len(basis) == products or pairs.relative_residual <= tol:
+        if (tol is not None and size >= min_products) or size == products:
+            pairs = _rayleigh_ritz(basis[:size], images[:size], keep)
+            if size == products or pairs.relative_residual <= tol:
                 break
         extend(images[chain])
-        chain = len(basis) - 1
+        chain = size - 1
     coefficients = torch.from_numpy(pairs.coefficients).to(device=op.device, dtype=op.dtype)  # (m, k)
     theta_device = torch.from_numpy(pairs.values).to(device=op.device, dtype=op.dtype)
-    q, w = torch.stack(basis), torch.stack(images)
-    ritz, products_of_ritz = coefficients.T @ q, coefficients.T @ w
+    ritz, products_of_ritz = coefficients.T @ basis[:size], coefficients.T @ images[:size]
     residuals = (products_of_ritz - theta_device[:, None] * ritz).norm(dim=1)
     stepped = products_of_ritz[0] / products_of_ritz[0].norm().clamp_min(torch.finfo(op.dtype).tiny)
     vectors = torch.cat([stepped[None], ritz[1:]])
@@ -202,7 +206,7 @@ def ritz_refresh(
         eigenvalues=theta_device,
         eigenvectors=vectors / vectors.norm(dim=1, keepdim=True).clamp_min(torch.finfo(op.dtype).tiny),
         residuals=residuals,
-        num_hvps=len(basis),
+        num_hvps=size,
         converged=tol is not None and pairs.relative_residual <= tol,
         method="ritz",
     )
@@ -221,8 +225,10 @@ class _RitzPairs:
 
 def _rayleigh_ritz(q: torch.Tensor, w: torch.Tensor, keep: int) -> _RitzPairs:
     """The Ritz pairs of ``q`` and ``w`` (one host copy of QWᵀ, QQᵀ and WWᵀ), with the top pair's residual
-    ‖Ws − θQs‖² = sᵀ(WWᵀ)s − 2θ·sᵀ(QWᵀ)s + θ²·sᵀ(QQᵀ)s taken from those matrices."""
-    cross, gram, images = to_host(torch.stack([q @ w.T, q @ q.T, w @ w.T])).numpy()
+    ‖Ws − θQs‖² = sᵀ(WWᵀ)s − 2θ·sᵀ(QWᵀ)s + θ²·sᵀ(QQᵀ)s taken from those matrices. They are accumulated in float64
+    whatever the vectors' precision: the residual is a difference of terms ~(1/tol)² times larger than itself,
+    and float32 sums over millions of parameters would leave it below their rounding."""
+    cross, gram, images = to_host(_projections(q, w)).numpy()
     stiffness, gram = (cross + cross.T) / 2, (gram + gram.T) / 2
     gram_values, gram_vectors = np.linalg.eigh(gram)
     usable = gram_values > 1e-10 * gram_values.max()
@@ -237,12 +243,23 @@ def _rayleigh_ritz(q: torch.Tensor, w: torch.Tensor, keep: int) -> _RitzPairs:
     return _RitzPairs(coefficients, theta[order].copy(), relative)
 
 
-def _orthonormalised(vector: torch.Tensor, basis: list[torch.Tensor]) -> torch.Tensor:
-    """``vector`` orthogonalised against the unit rows of ``basis`` (two Gram–Schmidt passes) and normalised."""
-    if basis:
-        rows = torch.stack(basis)
+def _projections(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """QWᵀ, QQᵀ and WWᵀ, ``(3, m, m)`` in float64 on the vectors' device, from ``q`` and ``w`` ``(m, n)``: one
+    slice of ``_ROTATION_SLICE`` columns at a time, so the float64 temporaries are 2m slices, not 2m vectors."""
+    total = torch.zeros(3, q.shape[0], q.shape[0], device=q.device, dtype=torch.float64)
+    for start in range(0, q.shape[1], _ROTATION_SLICE):
+        columns = slice(start, start + _ROTATION_SLICE)
+        q_slice, w_slice = q[:, columns].double(), w[:, columns].double()
+        total += torch.stack([q_slice @ w_slice.T, q_slice @ q_slice.T, w_slice @ w_slice.T])
+    return total
+
+
+def _orthonormalised(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``vector`` orthogonalised against the unit rows of ``basis`` ``(r, n)`` (two Gram–Schmidt passes) and
+    normalised."""
+    if len(basis):
         for _ in range(2):
-            vector = vector - (rows @ vector) @ rows
+            vector = vector - (basis @ vector) @ basis
     return vector / vector.norm().clamp_min(torch.finfo(vector.dtype).tiny)
 
 

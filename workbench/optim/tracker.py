@@ -60,8 +60,8 @@ class EigenTracker:
     Host synchronisation: a power refresh copies nothing to the host (the eigenvalue stays a device tensor,
     ``eigenvalue_tensor``, until ``eigenvalue`` is read); a Ritz refresh copies its small projected matrices once
     per tolerance check (from the second product on), or once with ``refresh_tol=0``.
-    Memory while refreshing (beyond the gradient graph both keep): a Ritz refresh with m products holds 2m flat
-    vectors (its basis and their products), power iteration two.
+    Memory while refreshing (beyond the gradient graph both keep): a Ritz refresh with at most m products holds
+    2m flat vectors (its basis and their products, allocated at once), power iteration two.
 
     Args:
         freq: refresh period in steps, ≥ 1.
