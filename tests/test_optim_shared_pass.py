@@ -254,3 +254,27 @@ def test_a_grad_scaler_or_a_hessian_hook_keeps_the_refresh_on_its_own_pass():
     for _ in range(3):
         optimizer.step(closure)
     assert len(hooked) == optimizer.tracker.num_refreshes == 2 and closure.calls == 2 * 3 + 2
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_tensors_outside_the_optimizer_keep_no_graph_and_get_the_two_passes_gradients(with_model):
+    """A body that another optimizer trains: after each refresh step its gradient carries no graph (which would
+    keep every pass's graph alive) and is the sum of the step's two passes, with or without sharing (a refresh on
+    its own pass adds nothing to it)."""
+    gradients = {}
+    for separate in (False, True):
+        torch.manual_seed(0)
+        body, head = nn.Linear(6, 10).double(), nn.Linear(10, 4).double()
+        model = nn.Sequential(body, nn.Tanh(), head)
+        inputs, targets = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 4, (20,))
+        optimizer = XSAM(head.parameters(), lr=0.1, freq=1, model=model if with_model else None)
+        closure = CountingClosure(model, inputs, targets)
+        optimizer.step(closure)  # step 0: no refresh
+        gradients[separate] = []
+        for _ in range(2):
+            body.zero_grad()
+            optimizer.step(closure, refresh_closure=closure if separate else None)
+            assert optimizer.last_step.refreshed and not body.weight.grad.requires_grad
+            gradients[separate].append(body.weight.grad.clone())
+    for shared, alone in zip(gradients[False], gradients[True], strict=True):
+        torch.testing.assert_close(shared, alone, rtol=0, atol=1e-12)

@@ -91,7 +91,13 @@ class RankAverage:
 class RankAveragedOperator:
     """``SymmetricOperator`` whose products are averaged across processes: each applies ``op``, its own shard's
     operator, and every product is ``average`` of theirs (the same on every process). ``num_hvps`` counts this
-    process's products."""
+    process's products.
+
+    A solver that decides from the products how many to take (``ritz_refresh`` with a tolerance) takes the same
+    number on every process, and so runs the same all-reduces, because every process computes the same bits from
+    the same averaged products. That holds on processes with the same hardware and software, the assumption that
+    also keeps every replica's v, and so its step, the same; mixing GPU models or BLAS builds in one run breaks it.
+    """
 
     def __init__(self, op: SymmetricOperator, average: RankAverage) -> None:
         self.op = op

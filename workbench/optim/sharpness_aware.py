@@ -354,7 +354,23 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             return None
         for param, gradient in zip(params, gradients, strict=True):
             param.grad = gradient
+        self._detach_other_gradients(params, losses[0])
         return losses[0]
+
+    def _detach_other_gradients(self, params: list[torch.Tensor], loss: Any) -> None:
+        """The gradients the shared pass left on tensors outside this optimizer (a body another optimizer trains),
+        detached: they keep their values (the first pass's, as without sharing) but not the pass's graph. Those
+        tensors are the leaves of ``loss``'s graph, or ``model``'s parameters when the closure returned a detached
+        loss (without either, their gradients carry the graph until their next ``zero_grad``)."""
+        grad_fn = loss.grad_fn if isinstance(loss, torch.Tensor) else None
+        if grad_fn is not None:
+            others = _graph_leaves(grad_fn)
+        else:
+            others = [] if self.model is None else list(self.model.parameters())
+        own = {id(param) for param in params}
+        for tensor in others:
+            if id(tensor) not in own and tensor.grad is not None and tensor.grad.requires_grad:
+                tensor.grad = tensor.grad.detach()
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
         """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).
@@ -370,7 +386,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             raise ValueError(f"{type(self).__name__} tracks no eigenvector (it has no EigenTracker)")
         owner = type(self).__name__
         mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
-        with mode, closure_hessian(closure, self._params()) as hessian:
+        with mode, closure_hessian(closure, self._params(), only_params=True) as hessian:
             return self._refresh_on(hessian)
 
     def _refresh_on(self, hessian: SymmetricOperator) -> EigenResult:
@@ -461,6 +477,23 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             scalar_names=names,
             tracking=tracker is not None,
         )
+
+
+def _graph_leaves(grad_fn: Any) -> list[torch.Tensor]:
+    """The leaf tensors that a backward pass from ``grad_fn`` accumulates gradients into (its AccumulateGrad nodes),
+    each once, found by walking the autograd graph (one visit per node)."""
+    leaves, pending = [], [grad_fn]
+    seen = {id(grad_fn): grad_fn}  # holds every node visited, so that no id is reused by another node meanwhile
+    while pending:
+        node = pending.pop()
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.append(variable)
+        for following, _ in node.next_functions:
+            if following is not None and id(following) not in seen:
+                seen[id(following)] = following
+                pending.append(following)
+    return leaves
 
 
 def _same_loss(eval_loss: Any, train_loss: Any) -> bool:
