@@ -228,6 +228,18 @@ def test_the_guard_refuses_dropout_only_with_p_above_zero_and_random_draws_only_
         torch.rand(2)
     with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran dropout in training mode"):
         F.dropout(x, 0.1, training=True)
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran dropout in training mode"):
+        F.dropout(x, 0.1)  # training=True is F.dropout's default
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran dropout in training mode"):
+        torch.dropout(x, 0.2, True)
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran RReLU in training mode"):
+        F.rrelu(x, training=True)
+    query = torch.ones(1, 2, 3, 4)
+    with forbid_train_mode("XSAM"):
+        F.scaled_dot_product_attention(query, query, query)
+        F.alpha_dropout(x, 0.5)  # training=False by default
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran attention dropout"):
+        F.scaled_dot_product_attention(query, query, query, dropout_p=0.1)
     with forbid_train_mode("XSAM", random_ops=True):
         with pytest.raises(TrainModeLayerError, match=r"random operation .*bernoulli_ .*Pass model=<your module>"):
             torch.empty(3).bernoulli_(0.5)
@@ -259,8 +271,8 @@ def test_a_grad_scaler_or_a_hessian_hook_keeps_the_refresh_on_its_own_pass():
 @pytest.mark.parametrize("with_model", [False, True])
 def test_tensors_outside_the_optimizer_keep_no_graph_and_get_the_two_passes_gradients(with_model):
     """A body that another optimizer trains: after each refresh step its gradient carries no graph (which would
-    keep every pass's graph alive) and is the sum of the step's two passes, with or without sharing (a refresh on
-    its own pass adds nothing to it)."""
+    keep every pass's graph alive). With ``model``, it is the sum of the step's two passes with or without sharing
+    (a refresh on its own pass leaves it as it was); without, the refresh's own pass adds its gradient."""
     gradients = {}
     for separate in (False, True):
         torch.manual_seed(0)
@@ -277,4 +289,80 @@ def test_tensors_outside_the_optimizer_keep_no_graph_and_get_the_two_passes_grad
             assert optimizer.last_step.refreshed and not body.weight.grad.requires_grad
             gradients[separate].append(body.weight.grad.clone())
     for shared, alone in zip(gradients[False], gradients[True], strict=True):
+        assert torch.allclose(shared, alone, rtol=0, atol=1e-12) is with_model
+
+
+def test_a_closure_that_differentiates_its_input_works_in_every_refresh():
+    """FGSM-style adversarial training reads the gradient of its own input tensor inside the closure: every refresh
+    pass gives it one, and the body's gradient is left as it was by a refresh on its own pass."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    inputs, targets = torch.randn(32, 6, dtype=torch.float64), torch.randint(0, 3, (32,))
+
+    def closure() -> torch.Tensor:
+        attacked = inputs.clone().requires_grad_(True)
+        F.cross_entropy(model(attacked), targets).backward()
+        adversarial = (inputs + 0.05 * attacked.grad.sign()).detach()
+        for param in model.parameters():
+            param.grad = None
+        loss = F.cross_entropy(model(adversarial), targets)
+        loss.backward()
+        return loss
+
+    for with_model in (False, True):
+        optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model if with_model else None)
+        optimizer.step(closure)
+        optimizer.step(closure)  # shared, or verifying on its own pass with model
+        optimizer.step(closure, refresh_closure=closure)
+        optimizer.refresh_eigenvector(closure)
+        assert optimizer.tracker.num_refreshes == 3
+
+
+def test_a_stopped_shared_pass_leaves_outside_gradients_as_they_were():
+    """A closure of two micro-batches whose second draws a random number (with no effect on the loss): the shared
+    attempt stops after the first micro-batch's backward, and the body outside the optimizer gets back the gradient
+    it had, so every step's body gradient equals the one with ``refresh_closure`` given."""
+    gradients = {}
+    for separate in (False, True):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 4)).double()
+        body, head = model[0], model[2]
+        inputs, targets = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 4, (20,))
+        optimizer = XSAM(head.parameters(), lr=0.1, freq=1, model=model)
+
+        def closure(model: nn.Module = model, inputs: torch.Tensor = inputs, targets: torch.Tensor = targets):
+            total = torch.zeros((), dtype=torch.float64)
+            for half in (slice(0, 10), slice(10, 20)):
+                part = inputs[half] if half.start == 0 else inputs[half] + 0.0 * torch.rand(1, dtype=torch.float64)
+                loss = F.cross_entropy(model(part), targets[half]) / 2
+                loss.backward()
+                total = total + loss.detach()
+            return total
+
+        gradients[separate] = []
+        for _ in range(4):
+            body.zero_grad()
+            optimizer.step(closure, refresh_closure=closure if separate else None)
+            assert not body.weight.grad.requires_grad
+            gradients[separate].append(body.weight.grad.clone())
+        assert optimizer._mode_free is (None if separate else False)
+    for shared, alone in zip(gradients[False], gradients[True], strict=True):
         torch.testing.assert_close(shared, alone, rtol=0, atol=1e-12)
+
+
+def test_a_closure_that_returns_its_outputs_too_is_verified_and_shared():
+    """A closure returning ``(loss, logits)``: the first refresh compares the losses, later ones share the pass."""
+    problem = make_mlp_problem()
+    model = copy.deepcopy(problem.model)
+    optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model)
+
+    def closure() -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(problem.inputs)
+        loss = F.cross_entropy(logits, problem.targets)
+        loss.backward()
+        return loss, logits
+
+    for _ in range(4):
+        loss, logits = optimizer.step(closure)
+        assert loss.dim() == 0 and logits.shape[0] == problem.inputs.shape[0]
+    assert optimizer._mode_free is True and optimizer.tracker.num_refreshes == 3

@@ -30,6 +30,11 @@ def _to_host(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(device="cpu", dtype=torch.float64, copy=True)
 
 
+@_to_host.register_fake
+def _(tensor: torch.Tensor) -> torch.Tensor:  # its shape, for torch.compile's tracing
+    return torch.empty(tensor.shape, device="cpu", dtype=torch.float64)
+
+
 def to_host(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` copied to the host in float64, detached: the way code that runs during an optimizer step
     reads device values in bulk.

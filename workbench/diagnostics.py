@@ -26,8 +26,6 @@ from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import workbench.devices  # noqa: F401  registers torch.ops.workbench.to_host, counted below
-
 _aten = torch.ops.aten
 #: Operations that read values or shapes on the host, whatever the device.
 _VALUE_READS = {
@@ -36,8 +34,9 @@ _VALUE_READS = {
     _aten.equal.default: "torch.equal",
     _aten.nonzero.default: "data-dependent shape (nonzero / boolean indexing)",
     _aten.masked_select.default: "data-dependent shape (nonzero / boolean indexing)",
-    torch.ops.workbench.to_host.default: "device-to-host copy",
 }
+#: Operators counted by name (the same after ``importlib.reload`` of the module that defines them).
+_NAMED_READS = {"workbench::to_host": "device-to-host copy"}
 
 
 class HostSyncCounter(TorchDispatchMode):
@@ -59,6 +58,8 @@ class HostSyncCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         kind = _VALUE_READS.get(func)
+        if kind is None and isinstance(func, torch._ops.OpOverload):
+            kind = _NAMED_READS.get(func.name())
         if kind is None and func is _aten.index.Tensor and _has_mask(args[1]):
             kind = "data-dependent shape (nonzero / boolean indexing)"
         if kind is not None:

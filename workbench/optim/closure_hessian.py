@@ -6,9 +6,6 @@ per-thread stack, so only the calling thread is affected and nothing in torch is
 ``.grad`` then carry their graph, each H·v is one more backward pass through it
 (``workbench.curvature.GradientGraphOperator``), and on exit every ``.grad`` is set back to ``None``: that
 breaks the parameter → grad → graph → parameter cycle, so the graph is freed at once by reference counting.
-With ``only_params``, the backward calls also get ``inputs=params``: tensors outside ``params`` that require a
-gradient (a body trained by another optimizer) then receive none from this pass, instead of a gradient that
-carries the graph and keeps it alive.
 """
 
 from __future__ import annotations
@@ -23,51 +20,38 @@ from torch.overrides import TorchFunctionMode
 
 from workbench.curvature import GradientGraphOperator
 
-#: The backward functions, with the position of their ``inputs`` argument.
-_BACKWARD_FUNCTIONS = {torch.Tensor.backward: 4, torch.autograd.backward: 5}
+_BACKWARD_FUNCTIONS = (torch.Tensor.backward, torch.autograd.backward)
 
 
 class _BackwardWithGraph(TorchFunctionMode):
-    """Make every backward call in this thread build the gradient's graph and keep the forward graph (and, with
-    ``inputs``, accumulate gradients into those tensors only, unless the call names its own)."""
-
-    def __init__(self, inputs: Sequence[torch.Tensor] | None) -> None:
-        super().__init__()
-        self.inputs = inputs
+    """Make every backward call in this thread build the gradient's graph and keep the forward graph."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = dict(kwargs or {})
-        position = _BACKWARD_FUNCTIONS.get(func)
-        if position is not None:
+        if func in _BACKWARD_FUNCTIONS:
             kwargs.update(create_graph=True, retain_graph=True)
-            if self.inputs is not None and len(args) <= position and kwargs.get("inputs") is None:
-                kwargs["inputs"] = self.inputs
         return func(*args, **kwargs)
 
 
 @contextmanager
-def backward_with_graph(inputs: Sequence[torch.Tensor] | None = None) -> Iterator[None]:
-    """Within the block, ``loss.backward()`` in this thread behaves as ``loss.backward(create_graph=True)`` (and as
-    ``loss.backward(create_graph=True, inputs=inputs)`` with ``inputs``).
+def backward_with_graph() -> Iterator[None]:
+    """Within the block, ``loss.backward()`` in this thread behaves as ``loss.backward(create_graph=True)``.
 
     The caller must set the parameters' ``.grad`` to ``None`` afterwards (``closure_hessian`` does).
     """
     with warnings.catch_warnings():
         # torch warns that .grad with a graph forms a reference cycle; closure_hessian breaks it on exit.
         warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True", category=UserWarning)
-        with _BackwardWithGraph(inputs):
+        with _BackwardWithGraph():
             yield
 
 
 @contextmanager
-def closure_hessian(
-    closure: Callable[[], Any], params: Sequence[torch.Tensor], *, only_params: bool = False
-) -> Iterator[GradientGraphOperator]:
+def closure_hessian(closure: Callable[[], Any], params: Sequence[torch.Tensor]) -> Iterator[GradientGraphOperator]:
     """Run ``closure`` once with graph-building backward; yield H, the Hessian of its loss, as an operator.
 
     H is a ``GradientGraphOperator`` over ``params`` (products exact up to floating point). On exit, every
-    parameter's ``.grad`` is ``None`` and the graph is released. With ``only_params``, no tensor outside ``params``
-    receives a gradient from the closure's backward (those of ``params`` that require one do).
+    parameter's ``.grad`` is ``None`` and the graph is released.
 
     Raises:
         ValueError: naming ``closure`` when it returns no loss, leaves every gradient empty, or its gradients
@@ -76,8 +60,7 @@ def closure_hessian(
     for param in params:
         param.grad = None
     try:
-        inputs = [param for param in params if param.requires_grad] if only_params else None
-        with torch.enable_grad(), backward_with_graph(inputs):
+        with torch.enable_grad(), backward_with_graph():
             loss = closure()
         grads = [param.grad for param in params]
         check_closure_result(loss, grads)

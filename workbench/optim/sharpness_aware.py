@@ -12,6 +12,7 @@ import torch
 
 from workbench._checks import check_float
 from workbench.curvature import EigenResult, SymmetricOperator
+from workbench.devices import to_host
 from workbench.modes import eval_mode
 from workbench.optim.closure_hessian import closure_hessian
 from workbench.optim.record import NORM_NAMES, TRACKING_NAMES, StepRecord
@@ -82,8 +83,9 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
     its own eval-mode pass, and the passes are shared from the next refresh on only if the first pass, in training
     mode, returned the same loss (so a custom module that branches on ``self.training`` by itself shows there). A
     call of BatchNorm, dropout (p > 0) or random sampling (stochastic depth, DropPath) in training mode during a
-    shared pass switches the optimizer back to separate eval-mode refreshes for good. ``refresh_closure=closure``
-    always keeps the refresh's own eval-mode pass.
+    shared pass switches the optimizer back to separate eval-mode refreshes for good; so does a random draw of the
+    closure's own (input noise, say), which the check cannot tell from a model's. ``refresh_closure=closure`` always
+    keeps the refresh's own eval-mode pass.
 
     Closure protocol (as ``torch.optim.LBFGS``): ``closure()`` computes the loss on the current batch, calls
     ``loss.backward()`` and returns the loss; the optimizer zeroes the gradients before each call and calls it
@@ -337,6 +339,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         """
         params = self._params()
         losses: list[Any] = []
+        others = self._outside_gradients(params)
 
         def first_pass() -> Any:  # with model, random sampling (stochastic depth) also stops the shared pass
             with forbid_train_mode(type(self).__name__, random_ops=self.model is not None):
@@ -351,32 +354,27 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             if self.model is None:
                 raise
             self._mode_free = False
+            _release_outside_gradients(params, losses, others, restore=True)
             return None
         for param, gradient in zip(params, gradients, strict=True):
             param.grad = gradient
-        self._detach_other_gradients(params, losses[0])
+        _release_outside_gradients(params, losses, others, restore=False)
         return losses[0]
 
-    def _detach_other_gradients(self, params: list[torch.Tensor], loss: Any) -> None:
-        """The gradients the shared pass left on tensors outside this optimizer (a body another optimizer trains),
-        detached: they keep their values (the first pass's, as without sharing) but not the pass's graph. Those
-        tensors are the leaves of ``loss``'s graph, or ``model``'s parameters when the closure returned a detached
-        loss (without either, their gradients carry the graph until their next ``zero_grad``)."""
-        grad_fn = loss.grad_fn if isinstance(loss, torch.Tensor) else None
-        if grad_fn is not None:
-            others = _graph_leaves(grad_fn)
-        else:
-            others = [] if self.model is None else list(self.model.parameters())
+    def _outside_gradients(self, params: list[torch.Tensor]) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
+        """``model``'s parameters outside this optimizer (a body another optimizer trains) with their ``.grad`` now,
+        by id (empty without ``model``), so that a refresh pass can leave them as they were."""
+        if self.model is None:
+            return {}
         own = {id(param) for param in params}
-        for tensor in others:
-            if id(tensor) not in own and tensor.grad is not None and tensor.grad.requires_grad:
-                tensor.grad = tensor.grad.detach()
+        return {id(param): (param, param.grad) for param in self.model.parameters() if id(param) not in own}
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
         """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).
 
         With ``model`` given the closure runs in eval mode; without it, it must not run BatchNorm or dropout in
-        training mode. The gradients are ``None`` afterwards.
+        training mode. The gradients are ``None`` afterwards; those of ``model``'s other parameters are as before,
+        and other tensors that received one (e.g. an input the closure differentiates) keep it without its graph.
 
         Raises:
             ValueError: when this optimizer tracks no eigenvector, when the closure runs a train-mode layer
@@ -386,8 +384,19 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
             raise ValueError(f"{type(self).__name__} tracks no eigenvector (it has no EigenTracker)")
         owner = type(self).__name__
         mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
-        with mode, closure_hessian(closure, self._params(), only_params=True) as hessian:
-            return self._refresh_on(hessian)
+        params = self._params()
+        losses: list[Any] = []
+        others = self._outside_gradients(params)
+
+        def recorded() -> Any:
+            losses.append(closure())
+            return losses[-1]
+
+        try:
+            with mode, closure_hessian(recorded, params) as hessian:
+                return self._refresh_on(hessian)
+        finally:
+            _release_outside_gradients(params, losses, others, restore=True)
 
     def _refresh_on(self, hessian: SymmetricOperator) -> EigenResult:
         """The tracker's refresh on the closure's Hessian (through ``hessian_hook`` when set), marked for the next
@@ -479,6 +488,41 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         )
 
 
+def _release_outside_gradients(
+    params: list[torch.Tensor],
+    losses: list[Any],
+    saved: dict[int, tuple[torch.Tensor, torch.Tensor | None]],
+    *,
+    restore: bool,
+) -> None:
+    """After a graph-building pass, no tensor outside ``params`` keeps a gradient that carries the pass's graph
+    (which would keep the whole graph alive, growing with every refresh).
+
+    ``saved`` (from ``_outside_gradients``) gets its gradients back when ``restore`` (a refresh's own pass, or a
+    shared pass that was stopped: as if the pass had not run), else keeps the pass's, detached (a shared pass: the
+    first pass's gradients, as without sharing). Other leaves of the loss's graph (found by ``_graph_leaves``; e.g.
+    an input the closure differentiates) keep theirs, detached.
+    """
+    if restore:
+        for tensor, gradient in saved.values():
+            tensor.grad = gradient
+    loss = _loss_tensor(losses[0]) if losses else None
+    leaves = [] if loss is None or loss.grad_fn is None else _graph_leaves(loss.grad_fn)
+    own = {id(param) for param in params}
+    for tensor in leaves + [tensor for tensor, _ in saved.values()]:
+        untouched = id(tensor) in own or (restore and id(tensor) in saved)
+        if not untouched and tensor.grad is not None and tensor.grad.requires_grad:
+            tensor.grad = tensor.grad.detach()
+
+
+def _loss_tensor(loss: Any) -> torch.Tensor | None:
+    """The loss tensor of a closure's result: the result itself, or the first item of a tuple or list (a closure
+    that also returns its outputs); None for a number."""
+    if isinstance(loss, tuple | list) and loss:
+        loss = loss[0]
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
 def _graph_leaves(grad_fn: Any) -> list[torch.Tensor]:
     """The leaf tensors that a backward pass from ``grad_fn`` accumulates gradients into (its AccumulateGrad nodes),
     each once, found by walking the autograd graph (one visit per node)."""
@@ -497,9 +541,18 @@ def _graph_leaves(grad_fn: Any) -> list[torch.Tensor]:
 
 
 def _same_loss(eval_loss: Any, train_loss: Any) -> bool:
-    """Whether two closure losses (tensors or numbers) agree within ``_SAME_LOSS_RTOL``; NaN never agrees."""
-    first, second = (torch.as_tensor(loss).detach().double().cpu() for loss in (eval_loss, train_loss))
-    return bool(torch.isclose(first, second, rtol=_SAME_LOSS_RTOL, atol=0.0).all())
+    """Whether two closure results (losses as tensors or numbers, or tuples led by one) hold the same loss within
+    ``_SAME_LOSS_RTOL``, with one host copy; NaN, or a loss that is not one number, never agrees."""
+    values = []
+    for result in (eval_loss, train_loss):
+        loss = _loss_tensor(result)
+        if loss is None and isinstance(result, int | float):
+            loss = torch.tensor(float(result))
+        if loss is None or loss.numel() != 1:
+            return False
+        values.append(loss.detach().reshape(1).to(torch.float64))
+    first, second = to_host(torch.cat([values[0], values[1].to(values[0].device)]))
+    return bool(torch.isclose(first, second, rtol=_SAME_LOSS_RTOL, atol=0.0))
 
 
 def _angles(

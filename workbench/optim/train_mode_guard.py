@@ -10,7 +10,6 @@ sampling (the Bernoulli masks of stochastic depth / DropPath, noise injection), 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,17 +19,24 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-#: Functional layers whose ``training`` argument changes what they compute or mutate.
-_TRAIN_MODE_LAYERS = {
-    F.batch_norm: "BatchNorm",
-    F.dropout: "dropout",
-    F.dropout1d: "dropout",
-    F.dropout2d: "dropout",
-    F.dropout3d: "dropout",
-    F.alpha_dropout: "dropout",
-    F.feature_alpha_dropout: "dropout",
+#: An argument of a call: its name, its position, its default.
+_Argument = tuple[str, int, Any]
+#: Functional layers that, called in training mode, compute or mutate what eval mode would not: each with its name
+#: and the arguments that say so: the training flag (None: always in training) and, for dropout, the probability.
+_TRAIN_MODE_LAYERS: dict[Any, tuple[str, _Argument | None, _Argument | None]] = {
+    F.batch_norm: ("BatchNorm", ("training", 5, False), None),
+    F.rrelu: ("RReLU", ("training", 3, False), None),
+    F.dropout: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
+    F.dropout1d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
+    F.dropout2d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
+    F.dropout3d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
+    F.alpha_dropout: ("dropout", ("training", 2, False), ("p", 1, 0.5)),
+    F.feature_alpha_dropout: ("dropout", ("training", 2, False), ("p", 1, 0.5)),
+    torch.dropout: ("dropout", ("train", 2, None), ("p", 1, None)),  # no defaults: both required
+    torch.feature_dropout: ("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.alpha_dropout: ("dropout", ("train", 2, None), ("p", 1, None)),
+    F.scaled_dot_product_attention: ("attention dropout", None, ("dropout_p", 4, 0.0)),  # dropout_p > 0 trains
 }
-_SIGNATURES = {function: inspect.signature(function) for function in _TRAIN_MODE_LAYERS}
 #: Random sampling, refused with ``random_ops=True`` (a module in eval mode draws no random numbers).
 _RANDOM_OPS = {
     torch.bernoulli, torch.Tensor.bernoulli, torch.Tensor.bernoulli_, torch.rand, torch.rand_like, torch.randn,
@@ -54,11 +60,11 @@ class _ForbidTrainMode(TorchFunctionMode):
         kwargs = kwargs or {}
         layer = _TRAIN_MODE_LAYERS.get(func)
         if layer is not None:
-            bound = _SIGNATURES[func].bind(*args, **kwargs)
-            bound.apply_defaults()
-            if bound.arguments["training"] and (layer == "BatchNorm" or bound.arguments["p"] > 0):
-                harm = "move its running statistics" if layer == "BatchNorm" else "make every product random"
-                raise TrainModeLayerError(self._message(f"{layer} in training mode, which would {harm}"))
+            name, training, probability = layer
+            in_training = training is None or bool(_argument(args, kwargs, *training))
+            if in_training and (probability is None or _argument(args, kwargs, *probability) > 0):
+                harm = "move its running statistics" if name == "BatchNorm" else "make every product random"
+                raise TrainModeLayerError(self._message(f"{name} in training mode, which would {harm}"))
         if self.random_ops and func in _RANDOM_OPS:
             name = getattr(func, "__qualname__", getattr(func, "__name__", str(func)))
             raise TrainModeLayerError(
@@ -74,11 +80,18 @@ class _ForbidTrainMode(TorchFunctionMode):
         )
 
 
+def _argument(args: tuple, kwargs: dict, name: str, position: int, default: Any) -> Any:
+    """A call's argument given by keyword or at ``position``, else ``default``."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else default
+
+
 @contextmanager
 def forbid_train_mode(owner: str, *, random_ops: bool = False) -> Iterator[None]:
-    """Within the block (this thread only), BatchNorm in training mode and dropout with p > 0 in training mode
-    raise a ``TrainModeLayerError`` (a ValueError) naming ``owner`` (the optimizer) and the fix; with
-    ``random_ops``, so does any random sampling (``_RANDOM_OPS``)."""
+    """Within the block (this thread only), BatchNorm and RReLU in training mode and dropout with p > 0 in training
+    mode (attention's ``dropout_p`` included) raise a ``TrainModeLayerError`` (a ValueError) naming ``owner`` (the
+    optimizer) and the fix; with ``random_ops``, so does any random sampling (``_RANDOM_OPS``)."""
     with _ForbidTrainMode(owner, random_ops):
         yield
 
