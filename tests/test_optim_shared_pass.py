@@ -4,9 +4,12 @@ computes the refresh's (eval-mode) loss, and gives what a separate refresh pass 
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
+from typing import Any
 
 import pytest
 import torch
@@ -240,6 +243,15 @@ def test_the_guard_refuses_dropout_only_with_p_above_zero_and_random_draws_only_
         F.alpha_dropout(x, 0.5)  # training=False by default
     with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran attention dropout"):
         F.scaled_dot_product_attention(query, query, query, dropout_p=0.1)
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran attention dropout"):
+        nn.MultiheadAttention(4, 2, dropout=0.5).train()(query[0], query[0], query[0])
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran InstanceNorm in training mode"):
+        nn.InstanceNorm1d(3, track_running_stats=True).train()(torch.ones(2, 3, 5))
+    with forbid_train_mode("XSAM"), pytest.raises(TrainModeLayerError, match="ran dropout in training mode"):
+        torch.dropout_(x.clone(), 0.5, True)
+    with forbid_train_mode("XSAM"):  # no running statistics: the same computation in eval mode
+        nn.BatchNorm1d(3, track_running_stats=False).eval()(torch.randn(4, 3))
+        nn.InstanceNorm1d(3).train()(torch.ones(2, 3, 5))
     with forbid_train_mode("XSAM", random_ops=True):
         with pytest.raises(TrainModeLayerError, match=r"random operation .*bernoulli_ .*Pass model=<your module>"):
             torch.empty(3).bernoulli_(0.5)
@@ -366,3 +378,58 @@ def test_a_closure_that_returns_its_outputs_too_is_verified_and_shared():
         loss, logits = optimizer.step(closure)
         assert loss.dim() == 0 and logits.shape[0] == problem.inputs.shape[0]
     assert optimizer._mode_free is True and optimizer.tracker.num_refreshes == 3
+
+
+def test_step_returns_the_closure_results_detached():
+    """``(loss, logits)`` comes back without a graph: holding the logits keeps no pass's activations alive."""
+    problem = make_mlp_problem()
+    model = copy.deepcopy(problem.model)
+    optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model)
+
+    def closure() -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(problem.inputs)
+        loss = F.cross_entropy(logits, problem.targets)
+        loss.backward()
+        return loss, logits
+
+    for _ in range(3):
+        loss, logits = optimizer.step(closure)
+        assert not loss.requires_grad and not logits.requires_grad
+
+
+def test_no_tensor_keeps_the_refresh_graph_whatever_the_closure_returns():
+    """Tensors the closure differentiates outside the optimizer (an FGSM input, a temperature) end every refresh
+    with a gradient that carries no graph, also when the closure returns its loss detached or as a number: the
+    leaves are found from the backward calls themselves. The FGSM input is then freed (no reference cycle)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    inputs, targets = torch.randn(32, 6, dtype=torch.float64), torch.randint(0, 3, (32,))
+    temperature = torch.ones((), dtype=torch.float64, requires_grad=True)
+    attacked_inputs = weakref.WeakSet()
+
+    def closure_returning(kind: str) -> Callable[[], Any]:
+        def closure() -> Any:
+            attacked = inputs.clone().requires_grad_(True)
+            attacked_inputs.add(attacked)
+            F.cross_entropy(model(attacked), targets).backward()
+            adversarial = (inputs + 0.05 * attacked.grad.sign()).detach()
+            for param in model.parameters():
+                param.grad = None
+            loss = F.cross_entropy(model(adversarial) / temperature, targets)
+            loss.backward()
+            return {"tensor": loss, "detached": loss.detach(), "number": loss.item()}[kind]
+
+        return closure
+
+    for kind in ("tensor", "detached", "number"):
+        for with_model in (False, True):
+            optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model if with_model else None)
+            closure = closure_returning(kind)
+            for _ in range(3):
+                temperature.grad = None
+                optimizer.step(closure)
+                assert not temperature.grad.requires_grad
+            optimizer.refresh_eigenvector(closure)
+            assert not temperature.grad.requires_grad
+            gc.collect()
+            assert len(attacked_inputs) == 0, (kind, with_model)

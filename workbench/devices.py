@@ -32,7 +32,7 @@ def _to_host(tensor: torch.Tensor) -> torch.Tensor:
 
 @_to_host.register_fake
 def _(tensor: torch.Tensor) -> torch.Tensor:  # its shape, for torch.compile's tracing
-    return torch.empty(tensor.shape, device="cpu", dtype=torch.float64)
+    return torch.empty_like(tensor, device="cpu", dtype=torch.float64)  # strides kept, as by the copy
 
 
 def to_host(tensor: torch.Tensor) -> torch.Tensor:

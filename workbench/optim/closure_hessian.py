@@ -5,7 +5,8 @@ The closure is run under a ``TorchFunctionMode`` that rewrites its ``Tensor.back
 per-thread stack, so only the calling thread is affected and nothing in torch is patched. The parameters'
 ``.grad`` then carry their graph, each H·v is one more backward pass through it
 (``workbench.curvature.GradientGraphOperator``), and on exit every ``.grad`` is set back to ``None``: that
-breaks the parameter → grad → graph → parameter cycle, so the graph is freed at once by reference counting.
+breaks the parameter → grad → graph → parameter cycle, so the graph is freed at once by reference counting. Other
+tensors the pass gave a gradient (found from the nodes its backward calls started from) keep it without the graph.
 """
 
 from __future__ import annotations
@@ -24,34 +25,55 @@ _BACKWARD_FUNCTIONS = (torch.Tensor.backward, torch.autograd.backward)
 
 
 class _BackwardWithGraph(TorchFunctionMode):
-    """Make every backward call in this thread build the gradient's graph and keep the forward graph."""
+    """Make every backward call in this thread build the gradient's graph and keep the forward graph; ``roots``
+    collects the graph nodes each call started from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[Any] = []
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = dict(kwargs or {})
         if func in _BACKWARD_FUNCTIONS:
             kwargs.update(create_graph=True, retain_graph=True)
+            tensors = args[0] if args else kwargs.get("tensors", kwargs.get("self"))
+            tensors = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors or ())
+            self.roots += [tensor.grad_fn for tensor in tensors if tensor.grad_fn is not None]
         return func(*args, **kwargs)
 
 
 @contextmanager
-def backward_with_graph() -> Iterator[None]:
-    """Within the block, ``loss.backward()`` in this thread behaves as ``loss.backward(create_graph=True)``.
+def backward_with_graph() -> Iterator[list[Any]]:
+    """Within the block, ``loss.backward()`` in this thread behaves as ``loss.backward(create_graph=True)``; yields
+    the list of graph nodes the backward calls start from (filled as they run).
 
     The caller must set the parameters' ``.grad`` to ``None`` afterwards (``closure_hessian`` does).
     """
     with warnings.catch_warnings():
         # torch warns that .grad with a graph forms a reference cycle; closure_hessian breaks it on exit.
         warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True", category=UserWarning)
-        with _BackwardWithGraph():
-            yield
+        with _BackwardWithGraph() as mode:
+            yield mode.roots
 
 
 @contextmanager
-def closure_hessian(closure: Callable[[], Any], params: Sequence[torch.Tensor]) -> Iterator[GradientGraphOperator]:
+def closure_hessian(
+    closure: Callable[[], Any],
+    params: Sequence[torch.Tensor],
+    *,
+    others: Sequence[torch.Tensor] = (),
+    keep_others: bool = False,
+) -> Iterator[GradientGraphOperator]:
     """Run ``closure`` once with graph-building backward; yield H, the Hessian of its loss, as an operator.
 
     H is a ``GradientGraphOperator`` over ``params`` (products exact up to floating point). On exit, every
-    parameter's ``.grad`` is ``None`` and the graph is released.
+    parameter's ``.grad`` is ``None`` and no tensor keeps a gradient that carries the pass's graph (which would
+    keep the graph alive for good):
+
+    * ``others`` (e.g. the model's parameters outside ``params``) get back the ``.grad`` they had before, or, with
+      ``keep_others`` and no error, keep this pass's, detached;
+    * every other tensor the closure's backward calls reached (e.g. an input it differentiates) keeps its
+      gradient, detached.
 
     Raises:
         ValueError: naming ``closure`` when it returns no loss, leaves every gradient empty, or its gradients
@@ -59,8 +81,11 @@ def closure_hessian(closure: Callable[[], Any], params: Sequence[torch.Tensor]) 
     """
     for param in params:
         param.grad = None
+    saved = [(tensor, tensor.grad) for tensor in others]
+    roots: list[Any] = []
+    completed = False
     try:
-        with torch.enable_grad(), backward_with_graph():
+        with torch.enable_grad(), backward_with_graph() as roots:
             loss = closure()
         grads = [param.grad for param in params]
         check_closure_result(loss, grads)
@@ -71,9 +96,33 @@ def closure_hessian(closure: Callable[[], Any], params: Sequence[torch.Tensor]) 
                 "parameters"
             )
         yield GradientGraphOperator(grads, params)
+        completed = True
     finally:
         for param in params:
             param.grad = None
+        if not (keep_others and completed):
+            for tensor, gradient in saved:
+                tensor.grad = gradient
+        for tensor in _graph_leaves(roots) + list(others):
+            if tensor.grad is not None and tensor.grad.requires_grad:
+                tensor.grad = tensor.grad.detach()
+
+
+def _graph_leaves(roots: list[Any]) -> list[torch.Tensor]:
+    """The leaf tensors that backward passes from the graph nodes ``roots`` accumulate gradients into (their
+    AccumulateGrad nodes), each once, found by walking the autograd graph (one visit per node)."""
+    leaves, pending = [], list(roots)
+    seen = {id(node): node for node in roots}  # holds every node visited, so that no id is reused meanwhile
+    while pending:
+        node = pending.pop()
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.append(variable)
+        for following, _ in node.next_functions:
+            if following is not None and id(following) not in seen:
+                seen[id(following)] = following
+                pending.append(following)
+    return leaves
 
 
 def check_closure_result(loss: Any, grads: Sequence[torch.Tensor | None]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from workbench.optim.record import StepRecord
-from workbench.optim.wrapped import Closure, WrappedOptimizer
+from workbench.optim.wrapped import Closure, WrappedOptimizer, detached_result
 
 
 class PlainStep(WrappedOptimizer):
@@ -43,7 +43,7 @@ class PlainStep(WrappedOptimizer):
         loss = self._run_closure(self._require_closure(closure))
         finite = self._unscale(self.base_optimizer)
         gradient = self._flat_gradient(self._params(), "step")
-        loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        loss = detached_result(loss)
         if not finite:
             self.last_step = self._skipped_record(gradient)
             return loss

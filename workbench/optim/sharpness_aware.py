@@ -22,7 +22,7 @@ from workbench.optim.train_mode_guard import (
     computes_the_same_in_train_and_eval,
     forbid_train_mode,
 )
-from workbench.optim.wrapped import Closure, WrappedOptimizer
+from workbench.optim.wrapped import Closure, WrappedOptimizer, detached_result
 from workbench.params import unflatten
 
 #: Largest relative difference between the eval-mode and the training-mode loss of one batch that still counts as
@@ -187,7 +187,7 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         loss = self._refresh_before_step(closure, refresh_closure) if self.refresh_due else None
         if loss is None:  # the refresh did not run the first pass itself
             loss = self._run_closure(closure)
-        loss = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        loss = detached_result(loss)
         if not self._unscale(self):
             self.last_step = self._skipped_record(self._flat_gradient(self._params(), "step"))
             return loss
@@ -339,35 +339,33 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         """
         params = self._params()
         losses: list[Any] = []
-        others = self._outside_gradients(params)
 
         def first_pass() -> Any:  # with model, random sampling (stochastic depth) also stops the shared pass
             with forbid_train_mode(type(self).__name__, random_ops=self.model is not None):
                 losses.append(closure())
             return losses[-1]
 
+        others = self._other_parameters(params)
         try:
-            with closure_hessian(first_pass, params) as hessian:
+            with closure_hessian(first_pass, params, others=others, keep_others=True) as hessian:
                 self._refresh_on(hessian)
                 gradients = [None if param.grad is None else param.grad.detach() for param in params]
         except TrainModeLayerError:
             if self.model is None:
                 raise
             self._mode_free = False
-            _release_outside_gradients(params, losses, others, restore=True)
             return None
         for param, gradient in zip(params, gradients, strict=True):
             param.grad = gradient
-        _release_outside_gradients(params, losses, others, restore=False)
         return losses[0]
 
-    def _outside_gradients(self, params: list[torch.Tensor]) -> dict[int, tuple[torch.Tensor, torch.Tensor | None]]:
-        """``model``'s parameters outside this optimizer (a body another optimizer trains) with their ``.grad`` now,
-        by id (empty without ``model``), so that a refresh pass can leave them as they were."""
+    def _other_parameters(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``model``'s parameters outside this optimizer (a body another optimizer trains; none without ``model``),
+        whose gradients a refresh pass must leave as they were."""
         if self.model is None:
-            return {}
+            return []
         own = {id(param) for param in params}
-        return {id(param): (param, param.grad) for param in self.model.parameters() if id(param) not in own}
+        return [param for param in self.model.parameters() if id(param) not in own]
 
     def refresh_eigenvector(self, closure: Closure) -> EigenResult:
         """Re-estimate v on the closure's batch at the current θ (exact HVPs through the closure's backward).
@@ -385,18 +383,8 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         owner = type(self).__name__
         mode = forbid_train_mode(owner) if self.model is None else eval_mode(self.model)
         params = self._params()
-        losses: list[Any] = []
-        others = self._outside_gradients(params)
-
-        def recorded() -> Any:
-            losses.append(closure())
-            return losses[-1]
-
-        try:
-            with mode, closure_hessian(recorded, params) as hessian:
-                return self._refresh_on(hessian)
-        finally:
-            _release_outside_gradients(params, losses, others, restore=True)
+        with mode, closure_hessian(closure, params, others=self._other_parameters(params)) as hessian:
+            return self._refresh_on(hessian)
 
     def _refresh_on(self, hessian: SymmetricOperator) -> EigenResult:
         """The tracker's refresh on the closure's Hessian (through ``hessian_hook`` when set), marked for the next
@@ -488,56 +476,12 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         )
 
 
-def _release_outside_gradients(
-    params: list[torch.Tensor],
-    losses: list[Any],
-    saved: dict[int, tuple[torch.Tensor, torch.Tensor | None]],
-    *,
-    restore: bool,
-) -> None:
-    """After a graph-building pass, no tensor outside ``params`` keeps a gradient that carries the pass's graph
-    (which would keep the whole graph alive, growing with every refresh).
-
-    ``saved`` (from ``_outside_gradients``) gets its gradients back when ``restore`` (a refresh's own pass, or a
-    shared pass that was stopped: as if the pass had not run), else keeps the pass's, detached (a shared pass: the
-    first pass's gradients, as without sharing). Other leaves of the loss's graph (found by ``_graph_leaves``; e.g.
-    an input the closure differentiates) keep theirs, detached.
-    """
-    if restore:
-        for tensor, gradient in saved.values():
-            tensor.grad = gradient
-    loss = _loss_tensor(losses[0]) if losses else None
-    leaves = [] if loss is None or loss.grad_fn is None else _graph_leaves(loss.grad_fn)
-    own = {id(param) for param in params}
-    for tensor in leaves + [tensor for tensor, _ in saved.values()]:
-        untouched = id(tensor) in own or (restore and id(tensor) in saved)
-        if not untouched and tensor.grad is not None and tensor.grad.requires_grad:
-            tensor.grad = tensor.grad.detach()
-
-
 def _loss_tensor(loss: Any) -> torch.Tensor | None:
     """The loss tensor of a closure's result: the result itself, or the first item of a tuple or list (a closure
     that also returns its outputs); None for a number."""
     if isinstance(loss, tuple | list) and loss:
         loss = loss[0]
     return loss if isinstance(loss, torch.Tensor) else None
-
-
-def _graph_leaves(grad_fn: Any) -> list[torch.Tensor]:
-    """The leaf tensors that a backward pass from ``grad_fn`` accumulates gradients into (its AccumulateGrad nodes),
-    each once, found by walking the autograd graph (one visit per node)."""
-    leaves, pending = [], [grad_fn]
-    seen = {id(grad_fn): grad_fn}  # holds every node visited, so that no id is reused by another node meanwhile
-    while pending:
-        node = pending.pop()
-        variable = getattr(node, "variable", None)
-        if isinstance(variable, torch.Tensor):
-            leaves.append(variable)
-        for following, _ in node.next_functions:
-            if following is not None and id(following) not in seen:
-                seen[id(following)] = following
-                pending.append(following)
-    return leaves
 
 
 def _same_loss(eval_loss: Any, train_loss: Any) -> bool:

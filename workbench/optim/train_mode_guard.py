@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,21 +22,49 @@ from torch.overrides import TorchFunctionMode
 
 #: An argument of a call: its name, its position, its default.
 _Argument = tuple[str, int, Any]
-#: Functional layers that, called in training mode, compute or mutate what eval mode would not: each with its name
-#: and the arguments that say so: the training flag (None: always in training) and, for dropout, the probability.
-_TRAIN_MODE_LAYERS: dict[Any, tuple[str, _Argument | None, _Argument | None]] = {
-    F.batch_norm: ("BatchNorm", ("training", 5, False), None),
-    F.rrelu: ("RReLU", ("training", 3, False), None),
-    F.dropout: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
-    F.dropout1d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
-    F.dropout2d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
-    F.dropout3d: ("dropout", ("training", 2, True), ("p", 1, 0.5)),
-    F.alpha_dropout: ("dropout", ("training", 2, False), ("p", 1, 0.5)),
-    F.feature_alpha_dropout: ("dropout", ("training", 2, False), ("p", 1, 0.5)),
-    torch.dropout: ("dropout", ("train", 2, None), ("p", 1, None)),  # no defaults: both required
-    torch.feature_dropout: ("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.alpha_dropout: ("dropout", ("train", 2, None), ("p", 1, None)),
-    F.scaled_dot_product_attention: ("attention dropout", None, ("dropout_p", 4, 0.0)),  # dropout_p > 0 trains
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A functional layer that, called in training mode, computes or mutates what eval mode would not: when
+    ``training`` is true (None: always), ``probability`` (dropout's) is > 0 (None: always), and ``statistics`` (the
+    running ones it would move, absent when a layer keeps none and computes the same in eval mode) is given."""
+
+    name: str
+    training: _Argument | None
+    probability: _Argument | None = None
+    statistics: _Argument | None = None
+
+    def in_training(self, args: tuple, kwargs: dict) -> bool:
+        return (
+            (self.training is None or bool(_argument(args, kwargs, *self.training)))
+            and (self.probability is None or _argument(args, kwargs, *self.probability) > 0)
+            and (self.statistics is None or _argument(args, kwargs, *self.statistics) is not None)
+        )
+
+
+_DROPOUT_P = ("p", 1, 0.5)
+_TRAIN_MODE_LAYERS = {
+    F.batch_norm: _Layer("BatchNorm", ("training", 5, False), statistics=("running_mean", 1, None)),
+    F.instance_norm: _Layer("InstanceNorm", ("use_input_stats", 5, True), statistics=("running_mean", 1, None)),
+    F.rrelu: _Layer("RReLU", ("training", 3, False)),
+    F.rrelu_: _Layer("RReLU", ("training", 3, False)),
+    F.dropout: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
+    F.dropout1d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
+    F.dropout2d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
+    F.dropout3d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
+    F.alpha_dropout: _Layer("dropout", ("training", 2, False), _DROPOUT_P),
+    F.feature_alpha_dropout: _Layer("dropout", ("training", 2, False), _DROPOUT_P),
+    torch.dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),  # both arguments required
+    torch.feature_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.alpha_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.feature_alpha_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.feature_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.alpha_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    torch.feature_alpha_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    F.scaled_dot_product_attention: _Layer("attention dropout", None, ("dropout_p", 4, 0.0)),
+    F.multi_head_attention_forward: _Layer("attention dropout", ("training", 13, True), ("dropout_p", 10, None)),
 }
 #: Random sampling, refused with ``random_ops=True`` (a module in eval mode draws no random numbers).
 _RANDOM_OPS = {
@@ -59,12 +88,9 @@ class _ForbidTrainMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         layer = _TRAIN_MODE_LAYERS.get(func)
-        if layer is not None:
-            name, training, probability = layer
-            in_training = training is None or bool(_argument(args, kwargs, *training))
-            if in_training and (probability is None or _argument(args, kwargs, *probability) > 0):
-                harm = "move its running statistics" if name == "BatchNorm" else "make every product random"
-                raise TrainModeLayerError(self._message(f"{name} in training mode, which would {harm}"))
+        if layer is not None and layer.in_training(args, kwargs):
+            harm = "move its running statistics" if layer.statistics else "make every product random"
+            raise TrainModeLayerError(self._message(f"{layer.name} in training mode, which would {harm}"))
         if self.random_ops and func in _RANDOM_OPS:
             name = getattr(func, "__qualname__", getattr(func, "__name__", str(func)))
             raise TrainModeLayerError(
@@ -89,9 +115,11 @@ def _argument(args: tuple, kwargs: dict, name: str, position: int, default: Any)
 
 @contextmanager
 def forbid_train_mode(owner: str, *, random_ops: bool = False) -> Iterator[None]:
-    """Within the block (this thread only), BatchNorm and RReLU in training mode and dropout with p > 0 in training
-    mode (attention's ``dropout_p`` included) raise a ``TrainModeLayerError`` (a ValueError) naming ``owner`` (the
-    optimizer) and the fix; with ``random_ops``, so does any random sampling (``_RANDOM_OPS``)."""
+    """Within the block (this thread only), the functional layers of ``_TRAIN_MODE_LAYERS`` called in training mode
+    (BatchNorm and InstanceNorm with running statistics, RReLU, dropout with p > 0, attention's ``dropout_p``) raise
+    a ``TrainModeLayerError`` (a ValueError) naming ``owner`` (the optimizer) and the fix; with ``random_ops``, so
+    does any random sampling (``_RANDOM_OPS``). Only calls made from Python are seen: the dropout of ``nn.LSTM``,
+    ``nn.GRU`` and ``nn.RNN`` runs inside one fused call and is not (pass ``model=`` to the optimizer instead)."""
     with _ForbidTrainMode(owner, random_ops):
         yield
 

@@ -23,6 +23,16 @@ Closure = Callable[[], Any]
 STATE_KEY = "workbench"
 
 
+def detached_result(result: Any) -> Any:
+    """A closure's result as ``step`` returns it: a tensor detached, or a tuple or list (e.g. ``(loss, logits)``)
+    with its tensors detached, so that nothing the caller keeps holds a pass's graph alive."""
+    if isinstance(result, torch.Tensor):
+        return result.detach()
+    if isinstance(result, tuple | list):
+        return type(result)(detached_result(item) for item in result)
+    return result
+
+
 class WrappedOptimizer(torch.optim.Optimizer):
     """The parts every workbench optimizer shares.
 
