@@ -362,8 +362,9 @@ def test_a_stopped_shared_pass_leaves_outside_gradients_as_they_were():
         torch.testing.assert_close(shared, alone, rtol=0, atol=1e-12)
 
 
-def test_a_closure_that_returns_its_outputs_too_is_verified_and_shared():
-    """A closure returning ``(loss, logits)``: the first refresh compares the losses, later ones share the pass."""
+def test_a_closure_that_returns_its_outputs_too_is_verified_shared_and_returned_detached():
+    """A closure returning ``(loss, logits)``: the first refresh compares the losses, later ones share the pass, and
+    ``step`` returns both without a graph (holding the logits keeps no pass's activations alive)."""
     problem = make_mlp_problem()
     model = copy.deepcopy(problem.model)
     optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model)
@@ -377,24 +378,8 @@ def test_a_closure_that_returns_its_outputs_too_is_verified_and_shared():
     for _ in range(4):
         loss, logits = optimizer.step(closure)
         assert loss.dim() == 0 and logits.shape[0] == problem.inputs.shape[0]
-    assert optimizer._mode_free is True and optimizer.tracker.num_refreshes == 3
-
-
-def test_step_returns_the_closure_results_detached():
-    """``(loss, logits)`` comes back without a graph: holding the logits keeps no pass's activations alive."""
-    problem = make_mlp_problem()
-    model = copy.deepcopy(problem.model)
-    optimizer = XSAM(model.parameters(), lr=0.1, freq=1, model=model)
-
-    def closure() -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(problem.inputs)
-        loss = F.cross_entropy(logits, problem.targets)
-        loss.backward()
-        return loss, logits
-
-    for _ in range(3):
-        loss, logits = optimizer.step(closure)
         assert not loss.requires_grad and not logits.requires_grad
+    assert optimizer._mode_free is True and optimizer.tracker.num_refreshes == 3
 
 
 def test_no_tensor_keeps_the_refresh_graph_whatever_the_closure_returns():
