@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gc
 import weakref
+from collections import namedtuple
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
@@ -25,6 +26,7 @@ from workbench.optim.train_mode_guard import (
     computes_the_same_in_train_and_eval,
     forbid_train_mode,
 )
+from workbench.optim.wrapped import detached_result
 
 STEPS = 7
 
@@ -418,3 +420,13 @@ def test_no_tensor_keeps_the_refresh_graph_whatever_the_closure_returns():
             assert not temperature.grad.requires_grad
             gc.collect()
             assert len(attacked_inputs) == 0, (kind, with_model)
+
+
+def test_detached_result_keeps_the_container_and_drops_every_graph():
+    Result = namedtuple("Result", "loss logits")
+    tensor = torch.ones(2, requires_grad=True) * 2
+    for result in (Result(tensor.sum(), tensor), [tensor.sum(), tensor], (tensor.sum(), tensor)):
+        detached = detached_result(result)
+        assert type(detached) is type(result) and not any(item.requires_grad for item in detached)
+        torch.testing.assert_close(detached[1], tensor.detach())
+    assert detached_result(3.0) == 3.0 and not detached_result(tensor).requires_grad

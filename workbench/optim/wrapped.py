@@ -29,7 +29,8 @@ def detached_result(result: Any) -> Any:
     if isinstance(result, torch.Tensor):
         return result.detach()
     if isinstance(result, tuple | list):
-        return type(result)(detached_result(item) for item in result)
+        items = [detached_result(item) for item in result]
+        return type(result)(*items) if hasattr(result, "_fields") else type(result)(items)  # a namedtuple: fields
     return result
 
 
