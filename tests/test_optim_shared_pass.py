@@ -430,3 +430,25 @@ def test_detached_result_keeps_the_container_and_drops_every_graph():
         assert type(detached) is type(result) and not any(item.requires_grad for item in detached)
         torch.testing.assert_close(detached[1], tensor.detach())
     assert detached_result(3.0) == 3.0 and not detached_result(tensor).requires_grad
+
+
+def test_a_refresh_accepts_gradient_edges_and_gives_other_parameters_back_their_own_gradient():
+    """``torch.autograd.backward`` with a ``GradientEdge`` among its tensors works in a refresh pass; a body
+    parameter whose gradient carried the user's own graph before the refresh gets that very gradient back."""
+    torch.manual_seed(0)
+    body, head = nn.Linear(6, 10).double(), nn.Linear(10, 4).double()
+    model = nn.Sequential(body, nn.Tanh(), head)
+    inputs, targets = torch.randn(20, 6, dtype=torch.float64), torch.randint(0, 4, (20,))
+    auxiliary = torch.ones(3, dtype=torch.float64, requires_grad=True)
+
+    def closure() -> torch.Tensor:
+        loss = F.cross_entropy(model(inputs), targets)
+        edge = torch.autograd.graph.get_gradient_edge(auxiliary * 2)
+        torch.autograd.backward([loss, edge], grad_tensors=[None, torch.ones(3, dtype=torch.float64)])
+        return loss
+
+    own_gradient = torch.autograd.grad(body.weight.square().sum(), body.weight, create_graph=True)[0]
+    body.weight.grad = own_gradient
+    optimizer = XSAM(head.parameters(), lr=0.1, freq=1, model=model)
+    optimizer.refresh_eigenvector(closure)
+    assert body.weight.grad is own_gradient and not auxiliary.grad.requires_grad

@@ -38,7 +38,9 @@ class _BackwardWithGraph(TorchFunctionMode):
             kwargs.update(create_graph=True, retain_graph=True)
             tensors = args[0] if args else kwargs.get("tensors", kwargs.get("self"))
             tensors = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors or ())
-            self.roots += [tensor.grad_fn for tensor in tensors if tensor.grad_fn is not None]
+            nodes = [tensor.grad_fn if isinstance(tensor, torch.Tensor) else getattr(tensor, "node", None)
+                     for tensor in tensors]  # a torch.autograd.graph.GradientEdge names its node
+            self.roots += [node for node in nodes if node is not None]
         return func(*args, **kwargs)
 
 
@@ -100,11 +102,13 @@ def closure_hessian(
     finally:
         for param in params:
             param.grad = None
-        if not (keep_others and completed):
+        kept = keep_others and completed
+        if not kept:
             for tensor, gradient in saved:
-                tensor.grad = gradient
-        for tensor in _graph_leaves(roots) + list(others):
-            if tensor.grad is not None and tensor.grad.requires_grad:
+                tensor.grad = gradient  # as before, graph and all
+        restored = set() if kept else {id(tensor) for tensor in others}
+        for tensor in _graph_leaves(roots) + (list(others) if kept else []):
+            if id(tensor) not in restored and tensor.grad is not None and tensor.grad.requires_grad:
                 tensor.grad = tensor.grad.detach()
 
 

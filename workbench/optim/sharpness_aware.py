@@ -319,8 +319,9 @@ class SharpnessAware(WrappedOptimizer, metaclass=ABCMeta):
         eval_losses: list[Any] = []
 
         def recorded() -> Any:
-            eval_losses.append(closure())
-            return eval_losses[-1]
+            result = closure()
+            eval_losses.append(detached_result(result))  # the eval pass's graph is not kept through the next pass
+            return result
 
         self.refresh_eigenvector(recorded)
         loss = self._run_closure(closure)
