@@ -245,10 +245,10 @@ def _rayleigh_ritz(q: torch.Tensor, w: torch.Tensor, keep: int) -> _RitzPairs:
 
 def _projections(q: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """QWᵀ, QQᵀ and WWᵀ, ``(3, m, m)`` in float64 on the vectors' device, from ``q`` and ``w`` ``(m, n)``: one
-    slice of ``_ROTATION_SLICE`` columns at a time, so the float64 temporaries are 2m slices, not 2m vectors."""
+    slice of ``_COLUMN_SLICE`` columns at a time, so the float64 temporaries are 2m slices, not 2m vectors."""
     total = torch.zeros(3, q.shape[0], q.shape[0], device=q.device, dtype=torch.float64)
-    for start in range(0, q.shape[1], _ROTATION_SLICE):
-        columns = slice(start, start + _ROTATION_SLICE)
+    for start in range(0, q.shape[1], _COLUMN_SLICE):
+        columns = slice(start, start + _COLUMN_SLICE)
         q_slice, w_slice = q[:, columns].double(), w[:, columns].double()
         total += torch.stack([q_slice @ w_slice.T, q_slice @ q_slice.T, w_slice @ w_slice.T])
     return total
@@ -362,16 +362,17 @@ def _lanczos(
         size = keep + 1
 
 
-#: Parameters per slice when the restart rotates the basis: bounds its temporary to rows × this many values.
-_ROTATION_SLICE = 1 << 20
+#: Parameters per slice when rows of the basis are combined slice by slice (the restart's rotation, the float64
+#: projections): bounds their temporaries to rows × this many values.
+_COLUMN_SLICE = 1 << 20
 
 
 def _rotate_in_place(basis: torch.Tensor, rotation: torch.Tensor) -> None:
     """``basis[:r] = rotation @ basis[:m]`` for ``rotation`` ``(r, m)``, r ≤ m, one slice of columns at a time, so
-    the temporary is ``r × _ROTATION_SLICE`` values instead of r parameter-sized vectors."""
+    the temporary is ``r × _COLUMN_SLICE`` values instead of r parameter-sized vectors."""
     rows, used = rotation.shape
-    for start in range(0, basis.shape[1], _ROTATION_SLICE):
-        columns = slice(start, start + _ROTATION_SLICE)
+    for start in range(0, basis.shape[1], _COLUMN_SLICE):
+        columns = slice(start, start + _COLUMN_SLICE)
         basis[:rows, columns] = rotation @ basis[:used, columns]
 
 

@@ -44,25 +44,19 @@ class _Layer:
 
 
 _DROPOUT_P = ("p", 1, 0.5)
+_RRELU = _Layer("RReLU", ("training", 3, False))
+_DROPOUT = _Layer("dropout", ("training", 2, True), _DROPOUT_P)  # F.dropout's training defaults to True
+_ALPHA_DROPOUT = _Layer("dropout", ("training", 2, False), _DROPOUT_P)  # F.alpha_dropout's to False
+_TORCH_DROPOUT = _Layer("dropout", ("train", 2, None), ("p", 1, None))  # torch.dropout: both arguments required
+_TORCH_DROPOUTS = (torch.dropout, torch.feature_dropout, torch.alpha_dropout, torch.feature_alpha_dropout)
+_TORCH_DROPOUTS += (torch.dropout_, torch.feature_dropout_, torch.alpha_dropout_, torch.feature_alpha_dropout_)
 _TRAIN_MODE_LAYERS = {
     F.batch_norm: _Layer("BatchNorm", ("training", 5, False), statistics=("running_mean", 1, None)),
     F.instance_norm: _Layer("InstanceNorm", ("use_input_stats", 5, True), statistics=("running_mean", 1, None)),
-    F.rrelu: _Layer("RReLU", ("training", 3, False)),
-    F.rrelu_: _Layer("RReLU", ("training", 3, False)),
-    F.dropout: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
-    F.dropout1d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
-    F.dropout2d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
-    F.dropout3d: _Layer("dropout", ("training", 2, True), _DROPOUT_P),
-    F.alpha_dropout: _Layer("dropout", ("training", 2, False), _DROPOUT_P),
-    F.feature_alpha_dropout: _Layer("dropout", ("training", 2, False), _DROPOUT_P),
-    torch.dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),  # both arguments required
-    torch.feature_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.alpha_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.feature_alpha_dropout: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.feature_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.alpha_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
-    torch.feature_alpha_dropout_: _Layer("dropout", ("train", 2, None), ("p", 1, None)),
+    **dict.fromkeys((F.rrelu, F.rrelu_), _RRELU),
+    **dict.fromkeys((F.dropout, F.dropout1d, F.dropout2d, F.dropout3d), _DROPOUT),
+    **dict.fromkeys((F.alpha_dropout, F.feature_alpha_dropout), _ALPHA_DROPOUT),
+    **dict.fromkeys(_TORCH_DROPOUTS, _TORCH_DROPOUT),
     F.scaled_dot_product_attention: _Layer("attention dropout", None, ("dropout_p", 4, 0.0)),
     F.multi_head_attention_forward: _Layer("attention dropout", ("training", 13, True), ("dropout_p", 10, None)),
 }
